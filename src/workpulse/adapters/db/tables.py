@@ -1,0 +1,255 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations build exactly this (a test checks).
+
+Tenant data carries `organization_id`; every store query filters on it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from workpulse.adapters.db.types import Json, UtcDateTime, random_uuid
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ROLES = ("owner", "admin", "manager", "employee")
+
+
+def _id() -> sa.Column[object]:
+    return sa.Column("id", sa.Uuid(), primary_key=True, server_default=random_uuid())
+
+
+def _created_at() -> sa.Column[object]:
+    return sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now())
+
+
+def _org_fk() -> sa.Column[object]:
+    return sa.Column(
+        "organization_id",
+        sa.Uuid(),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+def _user_fk(nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(
+        "user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=nullable
+    )
+
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("plan_type", sa.String(32), nullable=False, server_default="free"),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("settings", Json, nullable=False, server_default=sa.text("'{}'")),
+    _created_at(),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    _org_fk(),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, server_default="employee"),
+    sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    _created_at(),
+    sa.UniqueConstraint("organization_id", "email"),
+    sa.CheckConstraint("role IN ('owner', 'admin', 'manager', 'employee')", name="role"),
+    sa.Index(None, "email"),
+)
+
+device_sessions = sa.Table(
+    "device_sessions",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("device_name", sa.String(200), nullable=True),
+    _created_at(),
+    sa.Column("last_used_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Index(None, "user_id", "revoked_at"),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    _id(),
+    sa.Column(
+        "device_session_id",
+        sa.Uuid(),
+        sa.ForeignKey("device_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("spent_at", UtcDateTime(), nullable=True),
+    sa.Index(None, "device_session_id"),
+)
+
+invites = sa.Table(
+    "invites",
+    metadata,
+    _id(),
+    _org_fk(),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column(
+        "created_by", sa.Uuid(), sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    ),
+    _created_at(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+    sa.Column("used_by", sa.Uuid(), nullable=True),
+    sa.CheckConstraint("role IN ('owner', 'admin', 'manager', 'employee')", name="role"),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    _id(),
+    _org_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    _created_at(),
+    sa.Column("archived_at", UtcDateTime(), nullable=True),
+    sa.Index(
+        "uq_projects_live_name",
+        "organization_id",
+        "name",
+        unique=True,
+        postgresql_where=sa.text("archived_at IS NULL"),
+        sqlite_where=sa.text("archived_at IS NULL"),
+    ),
+)
+
+work_sessions = sa.Table(
+    "work_sessions",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("project_id", sa.Uuid(), sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("start_time", UtcDateTime(), nullable=False),
+    sa.Column("end_time", UtcDateTime(), nullable=True),
+    sa.Column("total_active_seconds", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("total_idle_seconds", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("last_activity_at", UtcDateTime(), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
+    _created_at(),
+    sa.CheckConstraint("status IN ('active', 'stopped')", name="status"),
+    sa.Index(None, "organization_id", "user_id", "start_time"),
+    # At most one active session per user, enforced by the database.
+    sa.Index(
+        "uq_work_sessions_one_active",
+        "user_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'active'"),
+        sqlite_where=sa.text("status = 'active'"),
+    ),
+)
+
+activity_logs = sa.Table(
+    "activity_logs",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column(
+        "session_id",
+        sa.Uuid(),
+        sa.ForeignKey("work_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("activity_type", sa.String(16), nullable=False),
+    sa.Column("duration_seconds", sa.Integer(), nullable=False),
+    sa.Column("app_name", sa.String(200), nullable=True),
+    sa.Column("url", sa.Text(), nullable=True),
+    sa.Column("domain", sa.String(255), nullable=True),
+    sa.Column("timestamp", UtcDateTime(), nullable=False),
+    _created_at(),
+    sa.UniqueConstraint("session_id", "event_id"),
+    sa.CheckConstraint("activity_type IN ('active', 'idle')", name="activity_type"),
+    sa.CheckConstraint("duration_seconds > 0", name="duration_positive"),
+    sa.Index(None, "organization_id", "user_id", "timestamp"),
+)
+
+daily_summaries = sa.Table(
+    "daily_summaries",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("date", sa.Date(), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("active_seconds", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("idle_seconds", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("sessions_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("top_apps", Json, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("top_domains", Json, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("first_activity_at", UtcDateTime(), nullable=True),
+    sa.Column("last_activity_at", UtcDateTime(), nullable=True),
+    sa.Column("computed_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("user_id", "date"),
+    sa.Index(None, "organization_id", "date"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("data", Json, nullable=False, server_default=sa.text("'{}'")),
+    _created_at(),
+    sa.Column("acknowledged_at", UtcDateTime(), nullable=True),
+    sa.Column("acknowledged_by", sa.Uuid(), nullable=True),
+    sa.Index(None, "organization_id", "created_at"),
+    sa.Index(None, "user_id", "created_at"),
+)
+
+app_usage = sa.Table(
+    "app_usage",
+    metadata,
+    _id(),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("app_name", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=True),
+    sa.Column("idle", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("start_time", UtcDateTime(), nullable=False),
+    sa.Column("end_time", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("end_time > start_time", name="positive_span"),
+    sa.Index(None, "user_id", "start_time"),
+    # No two intervals of one user's device overlap (btree_gist, as in the seed).
+    postgresql.ExcludeConstraint(
+        (sa.column("user_id"), "="),
+        (sa.column("device_id"), "="),
+        (sa.func.tstzrange(sa.column("start_time"), sa.column("end_time"), "[)"), "&&"),
+        name="ex_app_usage_no_overlap",
+        using="gist",
+    ).ddl_if(dialect="postgresql"),
+)

@@ -1,0 +1,115 @@
+"""Device-session state cached in process, invalidated across processes over Redis pub/sub.
+
+A cached entry lives at most `ttl` seconds, so a lost invalidation message costs at most that
+much staleness; in the common case (a message arrives within milliseconds) a revoked session's
+access tokens stop working at once in every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from cachetools import LRUCache
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from workpulse.domain.ids import DeviceSessionId, UserId
+from workpulse.services.ports import SessionState
+
+log = logging.getLogger(__name__)
+CHANNEL = "workpulse:auth:invalidate"
+
+
+class LocalSessionCache:
+    def __init__(self, *, ttl_seconds: float, max_entries: int = 50_000) -> None:
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._entries: LRUCache[DeviceSessionId, tuple[SessionState, datetime]] = LRUCache(
+            maxsize=max_entries
+        )
+
+    def get(self, session_id: DeviceSessionId, now: datetime) -> SessionState | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        state, stored_at = entry
+        if now - stored_at > self._ttl:
+            self._entries.pop(session_id, None)
+            return None
+        return state
+
+    def put(self, session_id: DeviceSessionId, state: SessionState, now: datetime) -> None:
+        self._entries[session_id] = (state, now)
+
+    async def forget_session(self, session_id: DeviceSessionId) -> None:
+        self.drop_session(session_id)
+
+    async def forget_user(self, user_id: UserId) -> None:
+        self.drop_user(user_id)
+
+    def drop_session(self, session_id: DeviceSessionId) -> None:
+        self._entries.pop(session_id, None)
+
+    def drop_user(self, user_id: UserId) -> None:
+        stale = [sid for sid, (state, _) in self._entries.items() if state.user.id == user_id]
+        for sid in stale:
+            self._entries.pop(sid, None)
+
+
+class RedisSessionCache(LocalSessionCache):
+    """The local cache, plus a pub/sub channel that carries invalidations to other processes."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: float, max_entries: int = 50_000) -> None:
+        super().__init__(ttl_seconds=ttl_seconds, max_entries=max_entries)
+        self._redis = redis
+        self._listener: asyncio.Task[None] | None = None
+
+    async def forget_session(self, session_id: DeviceSessionId) -> None:
+        self.drop_session(session_id)
+        await self._redis.publish(CHANNEL, f"session:{session_id}")
+
+    async def forget_user(self, user_id: UserId) -> None:
+        self.drop_user(user_id)
+        await self._redis.publish(CHANNEL, f"user:{user_id}")
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(CHANNEL)
+        self._listener = asyncio.create_task(self._listen(pubsub), name="session-cache-listener")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        try:
+            while True:
+                try:
+                    async for message in pubsub.listen():
+                        self._apply(message.get("data"))
+                except (ConnectionError, OSError, TimeoutError) as exc:
+                    # While disconnected nothing is invalidated: clear everything so that the
+                    # TTL is not the only guard, then resubscribe.
+                    log.warning("auth invalidation channel lost: %s", exc)
+                    self._entries.clear()
+                    await asyncio.sleep(1)
+                    await pubsub.subscribe(CHANNEL)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _apply(self, data: object) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        kind, _, value = text.partition(":")
+        try:
+            ident = UUID(value)
+        except ValueError:
+            return
+        if kind == "session":
+            self.drop_session(DeviceSessionId(ident))
+        elif kind == "user":
+            self.drop_user(UserId(ident))

@@ -1,0 +1,154 @@
+"""The composition root: builds every adapter once from the settings and hands them out.
+
+SQLite or PostgreSQL is chosen by `database_url`; in-process or Redis by `redis_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from workpulse.adapters.clock import SystemClock
+from workpulse.adapters.db import migrate
+from workpulse.adapters.db.engine import create_engine
+from workpulse.adapters.db.uow import SqlDatabase
+from workpulse.adapters.passwords import Argon2Hasher
+from workpulse.adapters.probes import DatabaseProbe, RedisProbe
+from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
+from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
+from workpulse.adapters.tokens import JwtCodec
+from workpulse.services.health import Probe
+from workpulse.services.identity import AuthPolicy
+from workpulse.services.ports import Clock, LoginThrottle, SessionStateCache
+from workpulse.settings import Settings
+
+SECRET_SUFFIX = ".jwt-secret"
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    database: SqlDatabase
+    redis: Redis | None
+    clock: Clock
+    hasher: Argon2Hasher
+    tokens: JwtCodec
+    session_cache: SessionStateCache
+    throttle: LoginThrottle
+    auth_policy: AuthPolicy
+    dummy_hash: str
+    metrics: CollectorRegistry
+    probes: tuple[Probe, ...]
+
+
+def embedded_secret(database: Path) -> str:
+    """The embedded mode's JWT secret, generated once and kept beside the database (0600)."""
+    path = database.with_name(database.name + SECRET_SUFFIX)
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def jwt_secret(settings: Settings) -> str:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    path = settings.sqlite_path
+    assert path is not None, "settings validation requires a secret outside embedded mode"
+    return embedded_secret(path)
+
+
+def database_engine(settings: Settings, application_name: str = "workpulse") -> AsyncEngine:
+    return create_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        statement_cache_size=settings.db_statement_cache_size,
+        application_name=application_name,
+    )
+
+
+async def migrate_if_needed(settings: Settings, engine: AsyncEngine) -> bool:
+    """`serve` brings an embedded database (or an empty PostgreSQL one) to the newest schema.
+
+    Returns whether it migrated. A PostgreSQL database that is merely behind is left for an
+    explicit `workpulse migrate`, run before new code is rolled out.
+    """
+    current = await migrate.current_revision(engine)
+    if current == migrate.head():
+        return False
+    if settings.embedded or current is None:
+        await migrate.upgrade(engine)
+        return True
+    return False
+
+
+@asynccontextmanager
+async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Container]:
+    async with AsyncExitStack() as stack:
+        path = settings.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = database_engine(settings, application_name=f"workpulse-{role}")
+        stack.push_async_callback(engine.dispose)
+        redis: Redis | None = None
+        limits = {
+            "account": settings.login_failures_per_account,
+            "address": settings.login_failures_per_address,
+        }
+        cache: SessionStateCache
+        throttle: LoginThrottle
+        if settings.redis_url:
+            redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            stack.push_async_callback(redis.aclose)
+            redis_cache = RedisSessionCache(redis, ttl_seconds=settings.session_cache_ttl_seconds)
+            await redis_cache.start()
+            stack.push_async_callback(redis_cache.stop)
+            cache = redis_cache
+            throttle = RedisLoginThrottle(
+                redis, limits=limits, window_seconds=settings.login_failure_window_seconds
+            )
+        else:
+            cache = LocalSessionCache(ttl_seconds=settings.session_cache_ttl_seconds)
+            throttle = LocalLoginThrottle(
+                limits=limits, window_seconds=settings.login_failure_window_seconds
+            )
+        hasher = Argon2Hasher(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        yield Container(
+            settings=settings,
+            engine=engine,
+            database=SqlDatabase(engine),
+            redis=redis,
+            clock=SystemClock(),
+            hasher=hasher,
+            tokens=JwtCodec(jwt_secret(settings)),
+            session_cache=cache,
+            throttle=throttle,
+            auth_policy=AuthPolicy(
+                access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+                refresh_ttl=timedelta(days=settings.refresh_token_ttl_days),
+            ),
+            dummy_hash=await hasher.hash(secrets.token_urlsafe(16)),
+            metrics=CollectorRegistry(),
+            probes=(DatabaseProbe(engine),)
+            if redis is None
+            else (DatabaseProbe(engine), RedisProbe(redis)),
+        )

@@ -1,0 +1,1 @@
+"""Pure rules of the product: standard library only, no I/O, time passed in as an argument."""

@@ -1,0 +1,1 @@
+"""Edges: the HTTP app, the CLI, and the worker and scheduler processes."""

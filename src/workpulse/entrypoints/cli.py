@@ -1,0 +1,145 @@
+"""`workpulse`: serve | api | worker | scheduler | migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+
+from workpulse import bootstrap
+from workpulse.adapters.db import migrate as migrations
+from workpulse.entrypoints import logs
+from workpulse.entrypoints.http.app import Background, create_app
+from workpulse.entrypoints.scheduler import run_scheduler
+from workpulse.entrypoints.worker import run_worker
+from workpulse.settings import Settings, SettingsError, describe, load_settings
+
+app = typer.Typer(
+    name="workpulse",
+    help="WorkPulse: time tracking and workforce productivity backend.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = structlog.get_logger("workpulse.cli")
+
+HostOption = Annotated[str | None, typer.Option(help="Overrides WORKPULSE_HOST.")]
+PortOption = Annotated[int | None, typer.Option(help="Overrides WORKPULSE_PORT.")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        typer.echo(f"workpulse: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _serve_http(
+    settings: Settings,
+    *,
+    role: str,
+    migrate: bool,
+    background: list[Background],
+    host: str | None,
+    port: int | None,
+) -> None:
+    application = create_app(settings, role=role, migrate=migrate, background=background)
+    config = uvicorn.Config(
+        application,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds,
+    )
+    server = uvicorn.Server(config)
+    server.run()  # SIGTERM/SIGINT: stop accepting, finish in-flight requests, run shutdown
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Everything in one process: HTTP API, ingestion worker and scheduler.
+
+    With no configuration: an embedded SQLite file in the working directory, in-process queue
+    and pub/sub. Migrates the database when it is embedded or empty.
+    """
+    settings = _settings()
+    _serve_http(
+        settings,
+        role="serve",
+        migrate=True,
+        background=[run_worker, run_scheduler],
+        host=host,
+        port=port,
+    )
+
+
+@app.command()
+def api(host: HostOption = None, port: PortOption = None) -> None:
+    """The HTTP API alone (run any number behind a load balancer)."""
+    settings = _settings()
+    _serve_http(settings, role="api", migrate=False, background=[], host=host, port=port)
+
+
+def _run_background(part: Background, role: str) -> None:
+    settings = _settings()
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        async with bootstrap.build(settings, role=role) as container:
+            log.info("started", role=role, settings=describe(settings))
+            await part(container, stopping)
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker() -> None:
+    """An ingestion worker (any number, with Redis)."""
+    _run_background(run_worker, "worker")
+
+
+@app.command()
+def scheduler() -> None:
+    """The job scheduler (several may run; each job run happens once)."""
+    _run_background(run_scheduler, "scheduler")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+
+    async def main() -> None:
+        engine = bootstrap.database_engine(settings, application_name="workpulse-migrate")
+        try:
+            before = await migrations.current_revision(engine)
+            await migrations.upgrade(engine)
+            after = await migrations.current_revision(engine)
+        finally:
+            await engine.dispose()
+        log.info("migrated", before=before, after=after)
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    app(prog_name="workpulse")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The FastAPI application. Its lifespan builds the container (pools, Redis, caches) and, for
+`serve`, runs the worker and scheduler beside the API in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+import workpulse
+from workpulse import bootstrap
+from workpulse.bootstrap import Container
+from workpulse.entrypoints.http import errors
+from workpulse.entrypoints.http.metrics import HttpMetrics, PoolCollector
+from workpulse.entrypoints.http.middleware import RequestContext
+from workpulse.entrypoints.http.routes import auth, operations, organizations, projects, users
+from workpulse.settings import Settings, describe
+
+log = structlog.get_logger(__name__)
+
+# A background part of the process: runs until `stopping` is set, then returns.
+Background = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    role: str = "api",
+    migrate: bool = False,
+    background: Sequence[Background] = (),
+) -> FastAPI:
+    metrics_holder: dict[str, HttpMetrics] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with bootstrap.build(settings, role=role) as container:
+            if migrate and await bootstrap.migrate_if_needed(settings, container.engine):
+                log.info("database migrated", url=describe(settings)["effective_database_url"])
+            container.metrics.register(PoolCollector(container.engine))
+            metrics_holder["http"] = HttpMetrics(container.metrics)
+            app.state.container = container
+            stopping = asyncio.Event()
+            tasks = [
+                asyncio.create_task(part(container, stopping), name=getattr(part, "__name__", ""))
+                for part in background
+            ]
+            log.info("started", role=role, settings=describe(settings))
+            try:
+                yield
+            finally:
+                stopping.set()
+                for task in tasks:
+                    try:
+                        await asyncio.wait_for(task, settings.graceful_timeout_seconds)
+                    except Exception:
+                        log.exception("background part failed", part=task.get_name())
+                log.info("stopped", role=role)
+
+    app = FastAPI(
+        title="WorkPulse",
+        version=workpulse.__version__,
+        summary="Time tracking and workforce productivity: pings in, exact reports out.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (
+        operations.router,
+        auth.router,
+        organizations.router,
+        users.router,
+        projects.router,
+    ):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Device-Id", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
+    app.add_middleware(_LazyRequestContext, holder=metrics_holder)
+    return app
+
+
+class _LazyRequestContext:
+    """RequestContext whose metrics exist only once the lifespan has built the registry."""
+
+    def __init__(self, app: object, holder: dict[str, HttpMetrics]) -> None:
+        self._app = app
+        self._holder = holder
+        self._inner: RequestContext | None = None
+
+    async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
+        if self._inner is None:
+            metrics = self._holder.get("http")
+            if metrics is None:  # lifespan messages arrive before the registry exists
+                await self._app(scope, receive, send)  # type: ignore[operator]
+                return
+            self._inner = RequestContext(self._app, metrics)  # type: ignore[arg-type]
+        await self._inner(scope, receive, send)  # type: ignore[arg-type]

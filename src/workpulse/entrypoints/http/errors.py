@@ -1,0 +1,96 @@
+"""One table from domain error families to HTTP statuses, and one body shape for every error:
+`{"error": "<Name>", "detail": ...}`, including unknown routes, 405, validation and 500."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workpulse.domain import errors
+
+log = structlog.get_logger(__name__)
+
+STATUS_OF: list[tuple[type[errors.WorkPulseError], int]] = [
+    (errors.NotFound, 404),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.Conflict, 409),
+    (errors.InvalidInput, 422),
+    (errors.RateLimited, 429),
+    (errors.Unavailable, 503),
+]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": HTTPStatus(code).phrase} for code in codes}
+
+
+# What an authenticated route can answer besides its success.
+AUTHENTICATED = _documented(401, 403, 404, 422, 429, 503)
+PUBLIC = _documented(401, 403, 404, 409, 422, 429, 503)
+WRITES = _documented(401, 403, 404, 409, 422, 429, 503)
+
+
+def error_response(
+    status: int, name: str, detail: object, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": name, "detail": detail}, status_code=status, headers=headers)
+
+
+def _status_of(exc: errors.WorkPulseError) -> int:
+    for family, status in STATUS_OF:
+        if isinstance(exc, family):
+            return status
+    return 400
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.WorkPulseError)
+    status = _status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.RateLimited | errors.Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status, type(exc).__name__, exc.detail, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input is not echoed back: it may be a password.
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return error_response(422, "ValidationError", detail)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    name = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, name, exc.detail, headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return error_response(500, "InternalError", "an unexpected error occurred; it was logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.WorkPulseError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,210 @@
+"""The small protocols the use cases need; adapters implement them without inheriting."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from workpulse.domain.ids import (
+    DeviceSessionId,
+    OrganizationId,
+    ProjectId,
+    UserId,
+)
+from workpulse.domain.organizations import Organization, OrganizationSettings
+from workpulse.domain.projects import Project
+from workpulse.domain.roles import Role
+from workpulse.domain.users import Credentials, DeviceSession, Invite, User
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: UserId
+    organization_id: OrganizationId
+    role: Role
+    device_session_id: DeviceSessionId
+    expires_at: datetime
+
+
+class TokenCodec(Protocol):
+    def issue(self, claims: AccessClaims, now: datetime) -> str: ...
+
+    def decode(self, token: str, now: datetime) -> AccessClaims: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What authentication needs beyond the token: is the device session alive, who is the user."""
+
+    user: User
+    active: bool
+
+
+class SessionStateCache(Protocol):
+    """Short-lived cache of device-session state, so most requests skip the database.
+
+    `forget_*` drops entries here and, when several processes run, in every other process.
+    """
+
+    def get(self, session_id: DeviceSessionId, now: datetime) -> SessionState | None: ...
+
+    def put(self, session_id: DeviceSessionId, state: SessionState, now: datetime) -> None: ...
+
+    async def forget_session(self, session_id: DeviceSessionId) -> None: ...
+
+    async def forget_user(self, user_id: UserId) -> None: ...
+
+
+class LoginThrottle(Protocol):
+    """Counts failed logins per key (account, client address) over a window."""
+
+    async def retry_after(self, keys: Sequence[str]) -> int | None: ...
+
+    async def record_failure(self, keys: Sequence[str]) -> None: ...
+
+    async def clear(self, key: str) -> None: ...
+
+
+class OrganizationStore(Protocol):
+    async def add(self, organization: Organization) -> None: ...
+
+    async def get(self, organization_id: OrganizationId) -> Organization | None: ...
+
+    async def lock(self, organization_id: OrganizationId) -> Organization | None: ...
+
+    async def update(
+        self,
+        organization_id: OrganizationId,
+        *,
+        name: str,
+        timezone: str,
+        settings: OrganizationSettings,
+    ) -> None: ...
+
+
+class UserStore(Protocol):
+    async def add(self, user: User, password_hash: str) -> None: ...
+
+    async def get(self, organization_id: OrganizationId, user_id: UserId) -> User | None: ...
+
+    async def list(self, organization_id: OrganizationId) -> Sequence[User]: ...
+
+    async def count(self, organization_id: OrganizationId) -> int: ...
+
+    async def count_active_owners(self, organization_id: OrganizationId) -> int: ...
+
+    async def email_taken(self, organization_id: OrganizationId, email: str) -> bool: ...
+
+    async def credentials_by_email(
+        self, email: str, organization_id: OrganizationId | None
+    ) -> Sequence[Credentials]: ...
+
+    async def update(
+        self, organization_id: OrganizationId, user_id: UserId, *, role: Role, is_active: bool
+    ) -> None: ...
+
+
+class DeviceSessionStore(Protocol):
+    async def add(self, session: DeviceSession) -> None: ...
+
+    async def get(
+        self, organization_id: OrganizationId, session_id: DeviceSessionId
+    ) -> DeviceSession | None: ...
+
+    async def list_active(
+        self, organization_id: OrganizationId, user_id: UserId
+    ) -> Sequence[DeviceSession]: ...
+
+    async def touch(
+        self, organization_id: OrganizationId, session_id: DeviceSessionId, now: datetime
+    ) -> None: ...
+
+    async def revoke(
+        self, organization_id: OrganizationId, session_id: DeviceSessionId, now: datetime
+    ) -> bool: ...
+
+    async def revoke_all(
+        self, organization_id: OrganizationId, user_id: UserId, now: datetime
+    ) -> Sequence[DeviceSessionId]: ...
+
+    async def add_refresh_token(
+        self, session_id: DeviceSessionId, token_hash: str, now: datetime, expires_at: datetime
+    ) -> None: ...
+
+    async def spend_refresh_token(
+        self, token_hash: str, now: datetime
+    ) -> tuple[DeviceSession | None, bool]:
+        """Mark the token spent. Returns its device session and whether this call spent it
+        (False: unknown, already spent, or expired)."""
+        ...
+
+
+class InviteStore(Protocol):
+    async def add(self, invite: Invite, token_hash: str, created_by: UserId) -> None: ...
+
+    async def claim(
+        self, organization_id: OrganizationId, token_hash: str, user_id: UserId, now: datetime
+    ) -> Invite | None:
+        """Spend a usable invite of this organization; None if there is none."""
+        ...
+
+
+class ProjectStore(Protocol):
+    async def add(self, project: Project) -> None: ...
+
+    async def get(
+        self, organization_id: OrganizationId, project_id: ProjectId
+    ) -> Project | None: ...
+
+    async def list(
+        self, organization_id: OrganizationId, *, include_archived: bool
+    ) -> Sequence[Project]: ...
+
+    async def name_taken(
+        self, organization_id: OrganizationId, name: str, *, other_than: ProjectId | None
+    ) -> bool: ...
+
+    async def update(
+        self, organization_id: OrganizationId, project_id: ProjectId, changes: Mapping[str, Any]
+    ) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Stores never commit; the use case calls `commit` once, and callbacks
+    registered with `after_commit` (events, cache invalidation) run only after it succeeded."""
+
+    @property
+    def organizations(self) -> OrganizationStore: ...
+
+    @property
+    def users(self) -> UserStore: ...
+
+    @property
+    def device_sessions(self) -> DeviceSessionStore: ...
+
+    @property
+    def invites(self) -> InviteStore: ...
+
+    @property
+    def projects(self) -> ProjectStore: ...
+
+    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, readonly: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...

@@ -1,0 +1,156 @@
+"""Settings: one class, `WORKPULSE_*` environment variables and an optional `.env`, built once.
+
+Unknown `WORKPULSE_*` variables and malformed values stop start-up with a message naming them
+(`SettingsError`). Without `WORKPULSE_DATABASE_URL` the product runs embedded on a SQLite file in
+the working directory; with PostgreSQL a real secret of at least 32 bytes is required.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PREFIX = "WORKPULSE_"
+EMBEDDED_DATABASE = "workpulse.db"
+MIN_SECRET_BYTES = 32
+_WEAK_SECRETS = {"secret", "changeme", "change-me", "your-secret-key", "jwt-secret", "default"}
+
+
+class SettingsError(Exception):
+    """Start-up stops with this message."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        # Unknown WORKPULSE_* keys are refused by load_settings (environment and .env alike);
+        # other keys in a shared .env belong to other tools and are left alone.
+        env_prefix=PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str | None = None
+    database_replica_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    # 0 when connecting through PgBouncer in transaction mode (no prepared statements there).
+    db_statement_cache_size: int = Field(default=100, ge=0)
+
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    session_cache_ttl_seconds: float = Field(default=30, ge=0, le=3600)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    login_failures_per_account: int = Field(default=10, ge=1)
+    login_failures_per_address: int = Field(default=100, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    graceful_timeout_seconds: int = Field(default=30, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in value:
+            raise ValueError("list the allowed origins; '*' is refused (cookies are credentials)")
+        return value
+
+    @field_validator("database_url", "database_replica_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql", "postgres:", "sqlite")):
+            raise ValueError("use a postgresql://… or sqlite:///… URL")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_outside_embedded_mode(self) -> Settings:
+        if self.embedded:
+            return self
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if not secret:
+            raise ValueError(f"{PREFIX}JWT_SECRET is required with PostgreSQL")
+        if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in _WEAK_SECRETS:
+            raise ValueError(
+                f"{PREFIX}JWT_SECRET must be a random value of at least {MIN_SECRET_BYTES} bytes"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite: one process, and a generated secret kept beside the database is allowed."""
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{Path.cwd() / EMBEDDED_DATABASE}"
+        return self.database_url
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        url = self.effective_database_url
+        if not url.startswith("sqlite"):
+            return None
+        return Path(url.split(":///", 1)[1])
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings once, refusing unknown `WORKPULSE_*` variables by name."""
+    environ = os.environ if environ is None else environ
+    names = set(environ)
+    if Path(".env").is_file():
+        names |= set(dotenv_values(".env"))
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in names if k.upper().startswith(PREFIX) and k.upper() not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            name = f"{PREFIX}{field.upper()}" if field else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+
+
+def describe(settings: Settings) -> dict[str, object]:
+    """The effective settings without secrets, for the start-up log line."""
+    shown = settings.model_dump(exclude={"jwt_secret"})
+    for key in ("database_url", "database_replica_url", "redis_url"):
+        if shown.get(key):
+            shown[key] = _hide_password(str(shown[key]))
+    shown["effective_database_url"] = _hide_password(settings.effective_database_url)
+    return shown
+
+
+def _hide_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
