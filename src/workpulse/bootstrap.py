@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +64,16 @@ def embedded_secret(database: Path) -> str:
     return secret
 
 
+def create_private_database(path: Path) -> None:
+    """Creates an empty SQLite database readable by its owner only (0600), unless one exists.
+
+    It holds password hashes and activity data; SQLite gives its -wal and -shm files the same
+    permissions. Left to SQLite, the file would follow the umask (usually world-readable).
+    """
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def jwt_secret(settings: Settings) -> str:
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
@@ -103,6 +113,7 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
         path = settings.sqlite_path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_database(path)
         engine = database_engine(settings, application_name=f"workpulse-{role}")
         stack.push_async_callback(engine.dispose)
         redis: Redis | None = None

@@ -19,7 +19,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PREFIX = "WORKPULSE_"
 EMBEDDED_DATABASE = "workpulse.db"
 MIN_SECRET_BYTES = 32
-_WEAK_SECRETS = {"secret", "changeme", "change-me", "your-secret-key", "jwt-secret", "default"}
+_WEAK_SECRETS = {
+    "secret",
+    "changeme",
+    "change-me",
+    "changethis",
+    "your-secret-key",
+    "jwt-secret",
+    "default",
+    # Published defaults long enough to pass the length check: the FastAPI security tutorial's
+    # SECRET_KEY, copied into many projects. The short ones above fail the length check anyway.
+    "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d7",
+}
 
 
 class SettingsError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from types import FrameType
 from typing import Annotated
 
 import structlog
@@ -40,6 +41,18 @@ def _settings() -> Settings:
     return settings
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal it stopped on once its graceful shutdown is done, so SIGTERM
+    would end the process killed by that signal (status 143) even after a clean, complete stop.
+    A graceful stop on SIGTERM is a success: exit 0, like `worker` and `scheduler`."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM:
+            self.should_exit = True
+            return
+        super().handle_exit(sig, frame)
+
+
 def _serve_http(
     settings: Settings,
     *,
@@ -49,11 +62,19 @@ def _serve_http(
     host: str | None,
     port: int | None,
 ) -> None:
+    # The options outrank WORKPULSE_HOST/PORT; applied to the settings so that the start-up log
+    # of the effective settings shows the address actually served.
+    overrides: dict[str, object] = {}
+    if host:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = settings.model_copy(update=overrides)
     application = create_app(settings, role=role, migrate=migrate, background=background)
     config = uvicorn.Config(
         application,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
+        host=settings.host,
+        port=settings.port,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -61,7 +82,7 @@ def _serve_http(
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_timeout_seconds,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     server.run()  # SIGTERM/SIGINT: stop accepting, finish in-flight requests, run shutdown
     if not server.started:
         raise typer.Exit(1)
