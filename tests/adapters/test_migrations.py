@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from tests.conftest import create_postgres_database, drop_postgres_database, migrated
 from workpulse.adapters.db import migrate
 from workpulse.adapters.db.engine import create_engine
+from workpulse.adapters.db.partitions import Partitions
 
 
 async def test_the_migrated_schema_matches_the_table_definitions(database_url: str) -> None:
@@ -84,8 +85,36 @@ def at(hour: int, minute: int) -> datetime:
     return datetime(2026, 1, 1, hour, minute, tzinfo=UTC)
 
 
+async def test_each_usage_partition_carries_its_bound_and_exclusion_constraint(
+    postgresql_url: str,
+) -> None:
+    engine = create_engine(postgresql_url, pool_size=1, max_overflow=0)
+    try:
+        await Partitions(engine).ensure([at(10, 0), datetime(2026, 2, 1, tzinfo=UTC)])
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT c.conrelid::regclass::text AS part, c.contype::text AS contype,"
+                        " pg_get_constraintdef(c.oid) AS definition"
+                        " FROM pg_constraint c JOIN pg_inherits i ON i.inhrelid = c.conrelid"
+                        " WHERE i.inhparent = 'app_usage'::regclass AND c.contype IN ('c', 'x')"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    found: dict[tuple[str, str], str] = {}
+    for r in rows:
+        found[(r.part, r.contype)] = found.get((r.part, r.contype), "") + r.definition
+    for part, bound in (("app_usage_p2026_01", "2026-02-01"), ("app_usage_p2026_02", "2026-03-01")):
+        assert bound in found[(part, "c")]
+        assert "tstzrange(start_time, end_time, '[)'::text) WITH &&" in found[(part, "x")]
+
+
 async def test_postgresql_refuses_overlapping_usage_of_one_device(postgresql_url: str) -> None:
     engine = create_engine(postgresql_url, pool_size=1, max_overflow=0)
+    await Partitions(engine).ensure([at(10, 0)])
     insert = sa.text(
         "INSERT INTO app_usage"
         " (organization_id, user_id, device_id, app_name, start_time, end_time)"

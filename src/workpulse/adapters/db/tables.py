@@ -6,7 +6,6 @@ Tenant data carries `organization_id`; every store query filters on it.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from workpulse.adapters.db.types import Json, UtcDateTime, random_uuid
 
@@ -230,10 +229,14 @@ alerts = sa.Table(
     sa.Index(None, "user_id", "created_at"),
 )
 
+# Monthly partitions on PostgreSQL (RANGE on start_time); see adapters/db/partitions.py. An
+# exclusion constraint cannot live on a partitioned table, so each app_usage partition carries its
+# own, with CHECK (end_time <= its upper bound): intervals are split at month bounds, and no
+# interval can then overlap one in another partition.
 app_usage = sa.Table(
     "app_usage",
     metadata,
-    _id(),
+    sa.Column("id", sa.Uuid(), nullable=False, server_default=random_uuid()),
     _org_fk(),
     _user_fk(),
     sa.Column("device_id", sa.String(128), nullable=False),
@@ -242,14 +245,39 @@ app_usage = sa.Table(
     sa.Column("idle", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("start_time", UtcDateTime(), nullable=False),
     sa.Column("end_time", UtcDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("id", "start_time"),
     sa.CheckConstraint("end_time > start_time", name="positive_span"),
-    sa.Index(None, "user_id", "start_time"),
-    # No two intervals of one user's device overlap (btree_gist, as in the seed).
-    postgresql.ExcludeConstraint(
-        (sa.column("user_id"), "="),
-        (sa.column("device_id"), "="),
-        (sa.func.tstzrange(sa.column("start_time"), sa.column("end_time"), "[)"), "&&"),
-        name="ex_app_usage_no_overlap",
-        using="gist",
-    ).ddl_if(dialect="postgresql"),
+    sa.Index(None, "user_id", "device_id", "start_time"),
+    sa.Index(None, "organization_id", "start_time"),
+    postgresql_partition_by="RANGE (start_time)",
+)
+
+# Raw pings: append-only, the source of truth that intervals are derived from. `pending` marks
+# pings stored by the API in database-queue mode that the worker has not derived yet.
+pings = sa.Table(
+    "pings",
+    metadata,
+    _org_fk(),
+    _user_fk(),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("app_name", sa.String(200), nullable=False),
+    sa.Column("url", sa.Text(), nullable=True),
+    sa.Column("domain", sa.String(255), nullable=True),
+    sa.Column("title", sa.String(512), nullable=True),
+    sa.Column("idle", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("start_time", UtcDateTime(), nullable=False),
+    sa.Column("end_time", UtcDateTime(), nullable=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The partition key must be part of the key on PostgreSQL.
+    sa.PrimaryKeyConstraint("organization_id", "user_id", "device_id", "event_id", "start_time"),
+    sa.Index(None, "user_id", "device_id", "start_time"),
+    sa.Index(
+        "ix_pings_pending",
+        "received_at",
+        postgresql_where=sa.text("pending"),
+        sqlite_where=sa.text("pending"),
+    ),
+    postgresql_partition_by="RANGE (start_time)",
 )
