@@ -136,8 +136,8 @@ class Organization:
 
 def check_organization_name(name: str) -> str:
     cleaned = name.strip()
-    if not 1 <= len(cleaned) <= 200:
-        raise InvalidSetting("name must be 1 to 200 characters")
+    if not 1 <= len(cleaned) <= 200 or "\x00" in cleaned:
+        raise InvalidSetting("name must be 1 to 200 characters, without NUL")
     return cleaned
 
 

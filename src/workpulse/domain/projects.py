@@ -25,6 +25,6 @@ class Project:
 
 def check_project_name(name: str) -> str:
     cleaned = name.strip()
-    if not 1 <= len(cleaned) <= 200:
-        raise InvalidInput("name must be 1 to 200 characters")
+    if not 1 <= len(cleaned) <= 200 or "\x00" in cleaned:
+        raise InvalidInput("name must be 1 to 200 characters, without NUL")
     return cleaned

@@ -243,7 +243,8 @@ async def login(
     dummy_hash: str,
 ) -> TokenPair:
     email = normalize_email(email)
-    keys = [f"account:{organization_id or '*'}:{email}"]
+    # Keyed on the email alone: naming an organization must not buy another round of guesses.
+    keys = [f"account:{email}"]
     if device.address:
         keys.append(f"address:{device.address}")
     wait = await throttle.retry_after(keys)
@@ -328,9 +329,11 @@ async def authenticate(
             raise InvalidToken()
         state = SessionState(user=user, active=session.active and user.is_active)
         cache.put(claims.device_session_id, state, now)
+    user = state.user
+    if user.id != claims.user_id or user.organization_id != claims.organization_id:
+        raise InvalidToken()
     if not state.active:
         raise SessionRevoked()
-    user = state.user
     # The role is the member's current one: a demotion takes effect before the token expires.
     principal = Principal(
         user_id=user.id,

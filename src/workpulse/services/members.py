@@ -48,8 +48,8 @@ async def update_member(
     clock: Clock,
 ) -> User:
     if not can_administer(principal):
-        # An employee or manager learns nothing about other members' existence.
-        if user_id != principal.user_id:
+        # Someone who cannot see the member learns nothing about their existence.
+        if not can_view(principal, user_id):
             raise UserNotFound()
         raise Forbidden("only admins and owners change members")
     async with uow_factory() as uow:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workpulse.domain import errors
+from workpulse.entrypoints.http.middleware import REQUEST_ID_KEY
 
 log = structlog.get_logger(__name__)
 
@@ -30,11 +31,26 @@ STATUS_OF: list[tuple[type[errors.WorkPulseError], int]] = [
 
 class ErrorBody(BaseModel):
     error: str
-    detail: Any = None
+    detail: Any  # required, though it may be null
+
+
+RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
+}
 
 
 def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": HTTPStatus(code).phrase} for code in codes}
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": HTTPStatus(code).phrase,
+            **({"headers": _HEADERS[code]} if code in _HEADERS else {}),
+        }
+        for code in codes
+    }
 
 
 # What an authenticated route can answer besides its success.
@@ -79,14 +95,28 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's 400 is a body it cannot decode (e.g. not UTF-8): invalid input, so 422.
+        return error_response(
+            422,
+            "ValidationError",
+            [{"loc": ["body"], "msg": str(exc.detail), "type": "body_invalid"}],
+        )
     name = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, name, exc.detail, headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error", path=request.url.path, exc_info=exc)
-    return error_response(500, "InternalError", "an unexpected error occurred; it was logged")
+    # Starlette runs this handler outside every middleware, so the request id is added here.
+    request_id = request.scope.get(REQUEST_ID_KEY)
+    log.error("unhandled error", path=request.url.path, request_id=request_id, exc_info=exc)
+    return error_response(
+        500,
+        "InternalError",
+        "an unexpected error occurred; it was logged",
+        {"X-Request-Id": request_id} if request_id else None,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -46,7 +46,12 @@ class PoolCollector(Collector):
             ("workpulse_db_pool_size", "Configured pool size.", pool.size()),
             ("workpulse_db_pool_checked_out", "Connections in use.", pool.checkedout()),
             ("workpulse_db_pool_idle", "Idle connections in the pool.", pool.checkedin()),
-            ("workpulse_db_pool_overflow", "Connections beyond the pool size.", pool.overflow()),
+            # SQLAlchemy counts overflow from -pool_size up; below the pool size there is none.
+            (
+                "workpulse_db_pool_overflow",
+                "Connections beyond the pool size.",
+                max(pool.overflow(), 0),
+            ),
         ):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], float(value))

@@ -14,6 +14,19 @@ from workpulse.entrypoints.http.metrics import HttpMetrics
 
 log = structlog.get_logger("workpulse.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_KEY = "workpulse.request_id"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/users/{user_id}`), never the raw path: metric labels
+    stay bounded. FastAPI names the route in the scope only for API routes; the others (the
+    OpenAPI document, the docs) are found by their endpoint."""
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        routes = getattr(scope.get("router"), "routes", ())
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 class RequestContext:
@@ -32,6 +45,9 @@ class RequestContext:
                 request_id = candidate if _SAFE_ID.match(candidate) else ""
                 break
         request_id = request_id or uuid.uuid4().hex
+        # For the 500 handler, which runs outside this middleware (see errors.py). Not in
+        # scope["state"]: some servers share that dict between requests.
+        scope[REQUEST_ID_KEY] = request_id
         status = 500
         started = time.perf_counter()
 
@@ -50,8 +66,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             self.metrics.observe(scope["method"], template, status, elapsed)
             log.info(
                 "request",

@@ -4,7 +4,7 @@ than coerced; API shapes are separate from tables and domain objects."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import (
@@ -16,12 +16,18 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    StringConstraints,
 )
 
-from workpulse.domain.organizations import Organization
+from workpulse.domain.organizations import Organization, TitlePolicy, UrlPolicy
 from workpulse.domain.projects import Project
 from workpulse.domain.roles import Role
 from workpulse.domain.users import DeviceSession, User
+
+# Text stored in the database: PostgreSQL cannot hold a NUL character, so it is refused here
+# with a 422 instead of failing in the driver with a 500. (Passwords are only hashed: any text.)
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(strict=True, pattern=NO_NUL)]
 
 
 class UserOut(BaseModel):
@@ -51,22 +57,22 @@ class UserOut(BaseModel):
 class RegisterIn(BaseModel):
     email: EmailStr = Field(max_length=320)
     password: StrictStr = Field(min_length=8, max_length=1024)
-    name: StrictStr = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     organization_id: UUID | None = None
-    organization_name: StrictStr | None = Field(default=None, min_length=1, max_length=200)
+    organization_name: Text | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
-    invite_token: StrictStr | None = Field(default=None, max_length=200)
+    invite_token: Text | None = Field(default=None, max_length=200)
 
 
 class LoginIn(BaseModel):
-    email: StrictStr = Field(min_length=1, max_length=320)
+    email: Text = Field(min_length=1, max_length=320)
     password: StrictStr = Field(min_length=1, max_length=1024)
     organization_id: UUID | None = None
-    device_name: StrictStr | None = Field(default=None, max_length=200)
+    device_name: Text | None = Field(default=None, max_length=200)
 
 
 class RefreshIn(BaseModel):
-    refresh_token: StrictStr | None = Field(default=None, max_length=200)
+    refresh_token: Text | None = Field(default=None, max_length=200)
 
 
 class TokensOut(BaseModel):
@@ -99,9 +105,9 @@ class DeviceSessionOut(BaseModel):
 
 class PrivacyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    titles: StrictStr | None = Field(default=None, description="keep | drop")
-    urls: StrictStr | None = Field(default=None, description="full | domain | none")
-    excluded_apps: list[StrictStr] | None = None
+    titles: TitlePolicy | None = None
+    urls: UrlPolicy | None = None
+    excluded_apps: list[Text] | None = None
 
 
 class SettingsPatch(BaseModel):
@@ -141,8 +147,8 @@ class OrganizationOut(BaseModel):
 
 
 class OrganizationPatch(BaseModel):
-    name: StrictStr | None = Field(default=None, min_length=1, max_length=200)
-    timezone: StrictStr | None = Field(default=None, max_length=64)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    timezone: Text | None = Field(default=None, max_length=64)
     settings: SettingsPatch | None = None
 
 
@@ -162,13 +168,13 @@ class UserPatch(BaseModel):
 
 
 class ProjectIn(BaseModel):
-    name: StrictStr = Field(min_length=1, max_length=200)
-    description: StrictStr | None = Field(default=None, max_length=5000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
 
 
 class ProjectPatch(BaseModel):
-    name: StrictStr | None = Field(default=None, min_length=1, max_length=200)
-    description: StrictStr | None = Field(default=None, max_length=5000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
 
 
 class ProjectOut(BaseModel):

@@ -12,6 +12,7 @@ from workpulse.domain.ids import DeviceSessionId, OrganizationId
 from workpulse.entrypoints.http.deps import ContainerDep, CurrentPrincipal
 from workpulse.entrypoints.http.errors import PUBLIC
 from workpulse.entrypoints.http.schemas import (
+    NO_NUL,
     DeviceSessionOut,
     LoginIn,
     RefreshIn,
@@ -24,7 +25,7 @@ from workpulse.services import identity
 router = APIRouter(prefix="/auth", tags=["auth"], responses=PUBLIC)
 
 REFRESH_COOKIE = "workpulse_refresh"
-DeviceIdHeader = Annotated[str | None, Header(alias="X-Device-Id", max_length=128)]
+DeviceIdHeader = Annotated[str | None, Header(alias="X-Device-Id", max_length=128, pattern=NO_NUL)]
 
 
 def _device(request: Request, device_id: str | None, device_name: str | None) -> identity.Device:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from workpulse.entrypoints.http.deps import ContainerDep
+from workpulse.entrypoints.http.errors import RETRY_AFTER
 from workpulse.entrypoints.http.schemas import ComponentHealth, HealthOut
 from workpulse.services import health
 
@@ -18,7 +19,13 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/health",
     response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "A dependency is down"}},
+    responses={
+        503: {
+            "model": HealthOut,
+            "description": "A dependency is down",
+            "headers": {"Retry-After": RETRY_AFTER},
+        }
+    },
 )
 async def get_health(container: ContainerDep) -> Any:
     statuses = await health.check(container.probes)
