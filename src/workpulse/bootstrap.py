@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from workpulse.adapters.clock import SystemClock
 from workpulse.adapters.db import migrate
 from workpulse.adapters.db.engine import create_engine
+from workpulse.adapters.db.partitions import Partitions
 from workpulse.adapters.db.uow import SqlDatabase
+from workpulse.adapters.db_queue import DatabaseQueue
+from workpulse.adapters.organization_settings import CachedOrganizationSettings
 from workpulse.adapters.passwords import Argon2Hasher
 from workpulse.adapters.probes import DatabaseProbe, RedisProbe
 from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
@@ -49,6 +52,9 @@ class Container:
     dummy_hash: str
     metrics: CollectorRegistry
     probes: tuple[Probe, ...]
+    partitions: Partitions
+    settings_of: CachedOrganizationSettings
+    ping_queue: DatabaseQueue
 
 
 def embedded_secret(database: Path) -> str:
@@ -143,10 +149,19 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+        database = SqlDatabase(engine)
+        partitions = Partitions(engine)
+        # The database is the ping queue for now, in every mode (FOR UPDATE SKIP LOCKED lets
+        # several PostgreSQL workers share it); Redis Streams take over with Redis configured.
+        ping_queue = DatabaseQueue(database, partitions)
+        stack.push_async_callback(ping_queue.close)
         yield Container(
             settings=settings,
             engine=engine,
-            database=SqlDatabase(engine),
+            database=database,
+            partitions=partitions,
+            settings_of=CachedOrganizationSettings(database),
+            ping_queue=ping_queue,
             redis=redis,
             clock=SystemClock(),
             hasher=hasher,

@@ -69,14 +69,14 @@ async def login(
 
 
 async def authenticate(container: Container, access_token: str) -> Principal:
-    principal, _ = await identity.authenticate(
+    found = await identity.authenticate(
         access_token,
         uow_factory=container.database,
         tokens=container.tokens,
         cache=container.session_cache,
         clock=container.clock,
     )
-    return principal
+    return found.principal
 
 
 async def refresh(container: Container, token: str) -> TokenPair:

@@ -308,6 +308,16 @@ async def refresh(
     return pair
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The verified caller: who, in which organization and role, on which device."""
+
+    principal: Principal
+    user: User
+    device_id: str
+    device_ids: frozenset[str]
+
+
 async def authenticate(
     access_token: str,
     *,
@@ -315,7 +325,7 @@ async def authenticate(
     tokens: TokenCodec,
     cache: SessionStateCache,
     clock: Clock,
-) -> tuple[Principal, User]:
+) -> Identity:
     now = clock.now()
     claims = tokens.decode(access_token, now)
     state = cache.get(claims.device_session_id, now)
@@ -325,9 +335,19 @@ async def authenticate(
                 claims.organization_id, claims.device_session_id
             )
             user = await uow.users.get(claims.organization_id, claims.user_id)
+            device_ids = (
+                await uow.device_sessions.device_ids(claims.organization_id, user.id)
+                if user is not None
+                else frozenset()
+            )
         if session is None or user is None or session.user_id != user.id:
             raise InvalidToken()
-        state = SessionState(user=user, active=session.active and user.is_active)
+        state = SessionState(
+            user=user,
+            active=session.active and user.is_active,
+            device_id=session.device_id,
+            device_ids=device_ids,
+        )
         cache.put(claims.device_session_id, state, now)
     user = state.user
     if user.id != claims.user_id or user.organization_id != claims.organization_id:
@@ -341,7 +361,9 @@ async def authenticate(
         role=user.role,
         device_session_id=claims.device_session_id,
     )
-    return principal, user
+    return Identity(
+        principal=principal, user=user, device_id=state.device_id, device_ids=state.device_ids
+    )
 
 
 async def logout(

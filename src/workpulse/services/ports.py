@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +14,9 @@ from workpulse.domain.ids import (
     ProjectId,
     UserId,
 )
+from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.organizations import Organization, OrganizationSettings
+from workpulse.domain.pings import Ping
 from workpulse.domain.projects import Project
 from workpulse.domain.roles import Role
 from workpulse.domain.users import Credentials, DeviceSession, Invite, User
@@ -47,10 +49,13 @@ class TokenCodec(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
-    """What authentication needs beyond the token: is the device session alive, who is the user."""
+    """What authentication needs beyond the token: is the device session alive, who is the user,
+    which device it is and which other devices the user has (a ping may name any of them)."""
 
     user: User
     active: bool
+    device_id: str
+    device_ids: frozenset[str]
 
 
 class SessionStateCache(Protocol):
@@ -128,6 +133,11 @@ class DeviceSessionStore(Protocol):
         self, organization_id: OrganizationId, user_id: UserId
     ) -> Sequence[DeviceSession]: ...
 
+    async def device_ids(self, organization_id: OrganizationId, user_id: UserId) -> frozenset[str]:
+        """The devices the user has logged in from (revoked sessions included: their pings
+        may still arrive from an agent's buffer)."""
+        ...
+
     async def touch(
         self, organization_id: OrganizationId, session_id: DeviceSessionId, now: datetime
     ) -> None: ...
@@ -201,6 +211,12 @@ class UnitOfWork(Protocol):
     @property
     def projects(self) -> ProjectStore: ...
 
+    @property
+    def pings(self) -> PingStore: ...
+
+    @property
+    def usage(self) -> UsageStore: ...
+
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None: ...
 
     async def commit(self) -> None: ...
@@ -208,3 +224,74 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, readonly: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+
+# --- Ping ingestion ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedPing:
+    """A checked ping with the tenant and user it belongs to (both from the access token)."""
+
+    organization_id: OrganizationId
+    user_id: UserId
+    ping: Ping
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    organization_id: OrganizationId
+    user_id: UserId
+    device_id: str
+
+
+class PingStore(Protocol):
+    async def add(self, pings: Sequence[OwnedPing], *, pending: bool) -> Sequence[OwnedPing]:
+        """Insert the pings not stored yet; return those that were new."""
+        ...
+
+    async def take_pending(self, limit: int) -> Sequence[OwnedPing]: ...
+
+    async def mark_derived(self, pings: Sequence[OwnedPing]) -> None: ...
+
+    async def needed(self, device: DeviceKey, plan: Rederivation) -> Sequence[Ping]: ...
+
+
+class UsageStore(Protocol):
+    async def lock(self, devices: Sequence[DeviceKey]) -> None:
+        """Serialize re-derivation per device across workers until the transaction ends."""
+        ...
+
+    async def touching(self, device: DeviceKey, window: Window) -> Sequence[Interval]: ...
+
+    async def replace(
+        self, device: DeviceKey, plan: Rederivation, fresh: Sequence[Interval]
+    ) -> None: ...
+
+    async def between(
+        self,
+        organization_id: OrganizationId,
+        user_id: UserId | None,
+        start: datetime,
+        end: datetime,
+    ) -> Sequence[tuple[UserId, Interval]]: ...
+
+
+class PartitionKeeper(Protocol):
+    async def ensure(self, moments: Iterable[datetime]) -> None: ...
+
+
+class Backlogged(Exception):
+    """The queue is over its bound: the client should retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class PingQueue(Protocol):
+    async def submit(self, pings: Sequence[OwnedPing]) -> Sequence[bool]:
+        """Durably accept the pings; per ping True if new, False if a duplicate.
+
+        Returns only after the pings are safe (committed, or acknowledged by Redis)."""
+        ...

@@ -35,16 +35,6 @@ def partition_name(table: str, month: datetime) -> str:
     return f"{table}_p{month.year:04d}_{month.month:02d}"
 
 
-def month_bounds(first: datetime, last: datetime) -> list[datetime]:
-    """Every month start strictly inside (first, last): where intervals must be split."""
-    bounds = []
-    cursor = next_month(month_start(first))
-    while cursor < last:
-        bounds.append(cursor)
-        cursor = next_month(cursor)
-    return bounds
-
-
 def _ddl(table: str, month: datetime) -> list[str]:
     name = partition_name(table, month)
     low, high = month.isoformat(), next_month(month).isoformat()

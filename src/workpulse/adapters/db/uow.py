@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workpulse.adapters.db.organizations import SqlOrganizationStore
 from workpulse.adapters.db.projects import SqlProjectStore
+from workpulse.adapters.db.usage import SqlPingStore, SqlUsageStore
 from workpulse.adapters.db.users import SqlDeviceSessionStore, SqlInviteStore, SqlUserStore
 from workpulse.domain.errors import StorageUnavailable
 
@@ -26,6 +27,8 @@ class SqlUnitOfWork:
         self.device_sessions = SqlDeviceSessionStore(conn)
         self.invites = SqlInviteStore(conn)
         self.projects = SqlProjectStore(conn)
+        self.pings = SqlPingStore(conn)
+        self.usage = SqlUsageStore(conn)
 
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._callbacks.append(callback)

@@ -169,6 +169,17 @@ class SqlDeviceSessionStore:
         )
         return [_device_session(row) for row in rows]
 
+    async def device_ids(self, organization_id: OrganizationId, user_id: UserId) -> frozenset[str]:
+        rows = await self._conn.execute(
+            sa.select(device_sessions.c.device_id)
+            .where(
+                of_tenant(device_sessions, organization_id),
+                device_sessions.c.user_id == user_id,
+            )
+            .distinct()
+        )
+        return frozenset(row.device_id for row in rows)
+
     async def touch(
         self, organization_id: OrganizationId, session_id: DeviceSessionId, now: datetime
     ) -> None:

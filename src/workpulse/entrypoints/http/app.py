@@ -18,7 +18,14 @@ from workpulse.bootstrap import Container
 from workpulse.entrypoints.http import errors
 from workpulse.entrypoints.http.metrics import HttpMetrics, PoolCollector
 from workpulse.entrypoints.http.middleware import RequestContext
-from workpulse.entrypoints.http.routes import auth, operations, organizations, projects, users
+from workpulse.entrypoints.http.routes import (
+    auth,
+    operations,
+    organizations,
+    projects,
+    usage,
+    users,
+)
 from workpulse.settings import Settings, describe
 
 log = structlog.get_logger(__name__)
@@ -74,6 +81,7 @@ def create_app(
         organizations.router,
         users.router,
         projects.router,
+        usage.router,
     ):
         app.include_router(router)
     if settings.cors_origins:

@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import Unauthenticated
 from workpulse.domain.roles import Principal
-from workpulse.domain.users import User
 from workpulse.services import identity
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -28,25 +27,25 @@ async def _identity(
     request: Request,
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> tuple[Principal, User]:
+) -> identity.Identity:
     if credentials is None:
         raise Unauthenticated("send the access token as 'Authorization: Bearer <token>'")
-    principal, user = await identity.authenticate(
+    found = await identity.authenticate(
         credentials.credentials,
         uow_factory=container.database,
         tokens=container.tokens,
         cache=container.session_cache,
         clock=container.clock,
     )
-    request.state.user_id = str(principal.user_id)
-    return principal, user
+    request.state.user_id = str(found.principal.user_id)
+    return found
 
 
-IdentityDep = Annotated[tuple[Principal, User], Depends(_identity)]
+IdentityDep = Annotated[identity.Identity, Depends(_identity)]
 
 
 async def _principal(found: IdentityDep) -> Principal:
-    return found[0]
+    return found.principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]

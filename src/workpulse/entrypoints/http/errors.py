@@ -42,7 +42,7 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {
         code: {
             "model": ErrorBody,
@@ -54,9 +54,9 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What an authenticated route can answer besides its success.
-AUTHENTICATED = _documented(401, 403, 404, 422, 429, 503)
-PUBLIC = _documented(401, 403, 404, 409, 422, 429, 503)
-WRITES = _documented(401, 403, 404, 409, 422, 429, 503)
+AUTHENTICATED = documented(401, 403, 404, 422, 429, 503)
+PUBLIC = documented(401, 403, 404, 409, 422, 429, 503)
+WRITES = documented(401, 403, 404, 409, 422, 429, 503)
 
 
 def error_response(

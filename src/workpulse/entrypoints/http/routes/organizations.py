@@ -20,7 +20,7 @@ router = APIRouter(tags=["organizations"], responses=AUTHENTICATED)
 
 @router.get("/me")
 async def me(found: IdentityDep) -> UserOut:
-    return UserOut.of(found[1])
+    return UserOut.of(found.user)
 
 
 @router.get("/organizations/current")

@@ -1,0 +1,231 @@
+"""Raw pings and the usage intervals derived from them."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workpulse.adapters.db.tables import app_usage, pings
+from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.domain.ids import OrganizationId, UserId
+from workpulse.domain.intervals import Interval, Rederivation, Window
+from workpulse.domain.pings import MAX_SPAN, Ping
+from workpulse.services.ports import DeviceKey, OwnedPing
+
+_PING_KEY = (pings.c.organization_id, pings.c.user_id, pings.c.device_id, pings.c.event_id)
+_INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32,766 parameters)
+
+
+def _ping(row: sa.Row[Any]) -> Ping:
+    return Ping(
+        device_id=row.device_id,
+        app_name=row.app_name,
+        url=row.url,
+        domain=row.domain,
+        title=row.title,
+        idle=row.idle,
+        start=row.start_time,
+        end=row.end_time,
+        event_id=row.event_id,
+    )
+
+
+def _owned(row: sa.Row[Any]) -> OwnedPing:
+    return OwnedPing(OrganizationId(row.organization_id), UserId(row.user_id), _ping(row))
+
+
+def _interval(row: sa.Row[Any]) -> Interval:
+    return Interval(
+        device_id=row.device_id,
+        app_name=row.app_name,
+        domain=row.domain,
+        idle=row.idle,
+        start=row.start_time,
+        end=row.end_time,
+    )
+
+
+def _device(table: sa.Table, device: DeviceKey) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        of_tenant(table, device.organization_id),
+        table.c.user_id == device.user_id,
+        table.c.device_id == device.device_id,
+    )
+
+
+class SqlPingStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+
+    async def add(self, owned: Sequence[OwnedPing], *, pending: bool) -> Sequence[OwnedPing]:
+        new: list[OwnedPing] = []
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        for offset in range(0, len(owned), _INSERT_CHUNK):
+            chunk = owned[offset : offset + _INSERT_CHUNK]
+            rows = [
+                {
+                    "organization_id": o.organization_id,
+                    "user_id": o.user_id,
+                    "device_id": o.ping.device_id,
+                    "event_id": o.ping.event_id,
+                    "app_name": o.ping.app_name,
+                    "url": o.ping.url,
+                    "domain": o.ping.domain,
+                    "title": o.ping.title,
+                    "idle": o.ping.idle,
+                    "start_time": o.ping.start,
+                    "end_time": o.ping.end,
+                    "pending": pending,
+                }
+                for o in chunk
+            ]
+            statement = (
+                insert(pings)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(*_PING_KEY, pings.c.start_time)
+            )
+            inserted = {tuple(r) for r in await self._conn.execute(statement)}
+            for o in chunk:
+                key = (
+                    o.organization_id,
+                    o.user_id,
+                    o.ping.device_id,
+                    o.ping.event_id,
+                    o.ping.start,
+                )
+                if key in inserted:
+                    inserted.discard(key)  # a repeat inside the batch is a duplicate
+                    new.append(o)
+        return new
+
+    async def take_pending(self, limit: int) -> Sequence[OwnedPing]:
+        query = sa.select(pings).where(pings.c.pending).order_by(pings.c.received_at).limit(limit)
+        if self._dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return [_owned(row) for row in await self._conn.execute(query)]
+
+    async def mark_derived(self, owned: Sequence[OwnedPing]) -> None:
+        key = sa.tuple_(*_PING_KEY, pings.c.start_time)
+        for offset in range(0, len(owned), _INSERT_CHUNK):
+            chunk = owned[offset : offset + _INSERT_CHUNK]
+            await self._conn.execute(
+                pings.update()
+                .where(
+                    pings.c.pending,
+                    key.in_(
+                        [
+                            (
+                                o.organization_id,
+                                o.user_id,
+                                o.ping.device_id,
+                                o.ping.event_id,
+                                o.ping.start,
+                            )
+                            for o in chunk
+                        ]
+                    ),
+                )
+                .values(pending=False)
+            )
+
+    async def needed(self, device: DeviceKey, plan: Rederivation) -> Sequence[Ping]:
+        # Both branches are ranges on start_time under the (user_id, device_id, start_time)
+        # index; spans last at most MAX_SPAN, which bounds the second one.
+        reaching = sa.and_(
+            pings.c.start_time >= plan.spans_reaching - MAX_SPAN,
+            pings.c.end_time.is_not(None),
+            pings.c.end_time >= plan.spans_reaching,
+        )
+        rows = await self._conn.execute(
+            sa.select(pings).where(
+                _device(pings, device),
+                pings.c.start_time <= plan.load_end,
+                sa.or_(pings.c.start_time >= plan.load_start, reaching),
+            )
+        )
+        return [_ping(row) for row in rows]
+
+
+class SqlUsageStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+
+    async def lock(self, devices: Sequence[DeviceKey]) -> None:
+        if self._dialect != "postgresql":
+            return  # SQLite writers already hold the database's write lock
+        keys = sorted({_lock_key(d) for d in devices})  # one order everywhere: no deadlock
+        for key in keys:
+            await self._conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    async def touching(self, device: DeviceKey, window: Window) -> Sequence[Interval]:
+        rows = await self._conn.execute(
+            sa.select(app_usage).where(
+                _device(app_usage, device),
+                app_usage.c.start_time <= window.end,
+                app_usage.c.end_time >= window.start,
+            )
+        )
+        return [_interval(row) for row in rows]
+
+    async def replace(
+        self, device: DeviceKey, plan: Rederivation, fresh: Sequence[Interval]
+    ) -> None:
+        await self._conn.execute(
+            app_usage.delete().where(
+                _device(app_usage, device),
+                app_usage.c.start_time < plan.replace_end,
+                app_usage.c.end_time > plan.replace_start,
+            )
+        )
+        if fresh:
+            await self._conn.execute(
+                app_usage.insert(),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "organization_id": device.organization_id,
+                        "user_id": device.user_id,
+                        "device_id": i.device_id,
+                        "app_name": i.app_name,
+                        "domain": i.domain,
+                        "idle": i.idle,
+                        "start_time": i.start,
+                        "end_time": i.end,
+                    }
+                    for i in fresh
+                ],
+            )
+
+    async def between(
+        self,
+        organization_id: OrganizationId,
+        user_id: UserId | None,
+        start: datetime,
+        end: datetime,
+    ) -> Sequence[tuple[UserId, Interval]]:
+        query = sa.select(app_usage).where(
+            of_tenant(app_usage, organization_id),
+            app_usage.c.start_time < end,
+            app_usage.c.end_time > start,
+        )
+        if user_id is not None:
+            query = query.where(app_usage.c.user_id == user_id)
+        rows = await self._conn.execute(
+            query.order_by(app_usage.c.user_id, app_usage.c.start_time, app_usage.c.device_id)
+        )
+        return [(UserId(row.user_id), _interval(row)) for row in rows]
+
+
+def _lock_key(device: DeviceKey) -> int:
+    digest = hashlib.blake2b(f"{device.user_id}/{device.device_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
