@@ -44,6 +44,7 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
         "argon2_memory_kib": 64,
         "argon2_parallelism": 1,
         "log_format": "console",
+        "redis_prefix": f"test-{uuid.uuid4().hex[:12]}",
         **overrides,
     }
     return Settings(_env_file=None, **values)

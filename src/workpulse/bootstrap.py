@@ -25,13 +25,14 @@ from workpulse.adapters.db.uow import SqlDatabase
 from workpulse.adapters.db_queue import DatabaseQueue
 from workpulse.adapters.organization_settings import CachedOrganizationSettings
 from workpulse.adapters.passwords import Argon2Hasher
+from workpulse.adapters.ping_stream import Keys, RedisPingQueue
 from workpulse.adapters.probes import DatabaseProbe, RedisProbe
 from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
 from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
 from workpulse.adapters.tokens import JwtCodec
 from workpulse.services.health import Probe
 from workpulse.services.identity import AuthPolicy
-from workpulse.services.ports import Clock, LoginThrottle, SessionStateCache
+from workpulse.services.ports import Clock, LoginThrottle, PingQueue, SessionStateCache
 from workpulse.settings import Settings
 
 SECRET_SUFFIX = ".jwt-secret"
@@ -54,7 +55,10 @@ class Container:
     probes: tuple[Probe, ...]
     partitions: Partitions
     settings_of: CachedOrganizationSettings
-    ping_queue: DatabaseQueue
+    ping_queue: PingQueue
+    # The database queue when there is no Redis: the in-process worker waits on its `wake`.
+    database_queue: DatabaseQueue | None
+    redis_keys: Keys
 
 
 def embedded_secret(database: Path) -> str:
@@ -132,12 +136,19 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
             stack.push_async_callback(redis.aclose)
-            redis_cache = RedisSessionCache(redis, ttl_seconds=settings.session_cache_ttl_seconds)
+            redis_cache = RedisSessionCache(
+                redis,
+                channel=f"{settings.redis_prefix}:auth:invalidate",
+                ttl_seconds=settings.session_cache_ttl_seconds,
+            )
             await redis_cache.start()
             stack.push_async_callback(redis_cache.stop)
             cache = redis_cache
             throttle = RedisLoginThrottle(
-                redis, limits=limits, window_seconds=settings.login_failure_window_seconds
+                redis,
+                prefix=f"{settings.redis_prefix}:login-failures:",
+                limits=limits,
+                window_seconds=settings.login_failure_window_seconds,
             )
         else:
             cache = LocalSessionCache(ttl_seconds=settings.session_cache_ttl_seconds)
@@ -149,12 +160,20 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+        redis_keys = Keys(settings.redis_prefix)
         database = SqlDatabase(engine)
         partitions = Partitions(engine)
-        # The database is the ping queue for now, in every mode (FOR UPDATE SKIP LOCKED lets
-        # several PostgreSQL workers share it); Redis Streams take over with Redis configured.
-        ping_queue = DatabaseQueue(database, partitions)
-        stack.push_async_callback(ping_queue.close)
+        # Without Redis the database is the ping queue (pending rows); with it, a Redis Stream.
+        database_queue: DatabaseQueue | None = None
+        ping_queue: PingQueue
+        if redis is None:
+            database_queue = DatabaseQueue(database, partitions)
+            stack.push_async_callback(database_queue.close)
+            ping_queue = database_queue
+        else:
+            ping_queue = RedisPingQueue(
+                redis, redis_keys, backlog_bound=settings.ingest_backlog_entries
+            )
         yield Container(
             settings=settings,
             engine=engine,
@@ -162,6 +181,8 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             partitions=partitions,
             settings_of=CachedOrganizationSettings(database),
             ping_queue=ping_queue,
+            database_queue=database_queue,
+            redis_keys=redis_keys,
             redis=redis,
             clock=SystemClock(),
             hasher=hasher,

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_replica_url: str | None = None
     redis_url: str | None = None
+    # Every Redis key and channel starts with this, so several deployments (or test runs) can
+    # share one Redis.
+    redis_prefix: str = Field(default="workpulse", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     jwt_secret: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -69,6 +72,13 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(default=10, ge=1)
     login_failures_per_address: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+
+    # Ping ingestion (Redis Streams mode): the backlog bound is in stream entries (one entry per
+    # request); past it the API answers 503 with Retry-After.
+    ingest_backlog_entries: int = Field(default=100_000, ge=1)
+    ingest_claim_idle_seconds: float = Field(default=30, gt=0)
+    ingest_max_deliveries: int = Field(default=5, ge=1)
+    ingest_batch_entries: int = Field(default=50, ge=1, le=10_000)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def environment(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WORKPULSE_")}
     env.update(COLUMNS="200", NO_COLOR="1", PYTHONUNBUFFERED="1")
     env.update(CHEAP_ARGON2)
+    # Redis keys of this test only (other test runs may share the Redis server).
+    env["WORKPULSE_REDIS_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
     env.update(settings)
     return env
 

@@ -111,7 +111,7 @@ async def test_background_process_logs_its_start_and_exits_0_on_sigterm(
         assert await process.stop() == 0, process.output()
         await process.wait_for_log(lambda e: e["event"] == f"{command} stopped")
     if command == "worker":
-        assert started_line["queue"] == "database"  # Redis Streams replace it next
+        assert started_line["queue"] == "redis"
     assert TEST_SECRET not in process.output()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from datetime import timedelta
 
 from workpulse.adapters.db.partitions import Partitions
 from workpulse.adapters.db.uow import SqlDatabase
@@ -27,7 +28,8 @@ class DatabaseQueue:
         self._writer: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()  # set after each commit: there is work for the worker
 
-    async def submit(self, pings: Sequence[OwnedPing]) -> Sequence[bool]:
+    async def submit(self, pings: Sequence[OwnedPing], *, dedupe_for: timedelta) -> Sequence[bool]:
+        # The table's key recognizes repeats for as long as the pings are kept.
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((pings, future))
         if self._writer is None or self._writer.done():

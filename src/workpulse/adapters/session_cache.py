@@ -21,7 +21,6 @@ from workpulse.domain.ids import DeviceSessionId, UserId
 from workpulse.services.ports import SessionState
 
 log = logging.getLogger(__name__)
-CHANNEL = "workpulse:auth:invalidate"
 
 
 class LocalSessionCache:
@@ -62,22 +61,25 @@ class LocalSessionCache:
 class RedisSessionCache(LocalSessionCache):
     """The local cache, plus a pub/sub channel that carries invalidations to other processes."""
 
-    def __init__(self, redis: Redis, *, ttl_seconds: float, max_entries: int = 50_000) -> None:
+    def __init__(
+        self, redis: Redis, *, channel: str, ttl_seconds: float, max_entries: int = 50_000
+    ) -> None:
         super().__init__(ttl_seconds=ttl_seconds, max_entries=max_entries)
         self._redis = redis
+        self._channel = channel
         self._listener: asyncio.Task[None] | None = None
 
     async def forget_session(self, session_id: DeviceSessionId) -> None:
         self.drop_session(session_id)
-        await self._redis.publish(CHANNEL, f"session:{session_id}")
+        await self._redis.publish(self._channel, f"session:{session_id}")
 
     async def forget_user(self, user_id: UserId) -> None:
         self.drop_user(user_id)
-        await self._redis.publish(CHANNEL, f"user:{user_id}")
+        await self._redis.publish(self._channel, f"user:{user_id}")
 
     async def start(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(CHANNEL)
+        await pubsub.subscribe(self._channel)
         self._listener = asyncio.create_task(self._listen(pubsub), name="session-cache-listener")
 
     async def stop(self) -> None:
@@ -98,7 +100,7 @@ class RedisSessionCache(LocalSessionCache):
                     log.warning("auth invalidation channel lost: %s", exc)
                     self._entries.clear()
                     await asyncio.sleep(1)
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self._channel)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

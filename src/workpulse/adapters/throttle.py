@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from cachetools import TTLCache
 from redis.asyncio import Redis
 
-PREFIX = "workpulse:login-failures:"
-
 
 class LocalLoginThrottle:
     def __init__(self, *, limits: dict[str, int], window_seconds: int) -> None:
@@ -44,8 +42,11 @@ class LocalLoginThrottle:
 
 
 class RedisLoginThrottle:
-    def __init__(self, redis: Redis, *, limits: dict[str, int], window_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, *, prefix: str, limits: dict[str, int], window_seconds: int
+    ) -> None:
         self._redis = redis
+        self._prefix = prefix
         self._limits = limits
         self._window = window_seconds
 
@@ -55,8 +56,8 @@ class RedisLoginThrottle:
     async def retry_after(self, keys: Sequence[str]) -> int | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.get(PREFIX + key)
-                pipe.ttl(PREFIX + key)
+                pipe.get(self._prefix + key)
+                pipe.ttl(self._prefix + key)
             replies = await pipe.execute()
         waits = [
             max(int(ttl), 1)
@@ -68,9 +69,9 @@ class RedisLoginThrottle:
     async def record_failure(self, keys: Sequence[str]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.incr(PREFIX + key)
-                pipe.expire(PREFIX + key, self._window, nx=True)
+                pipe.incr(self._prefix + key)
+                pipe.expire(self._prefix + key, self._window, nx=True)
             await pipe.execute()
 
     async def clear(self, key: str) -> None:
-        await self._redis.delete(PREFIX + key)
+        await self._redis.delete(self._prefix + key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from types import FrameType
 from typing import Annotated
@@ -10,9 +11,11 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+from redis.asyncio import Redis
 
 from workpulse import bootstrap
 from workpulse.adapters.db import migrate as migrations
+from workpulse.adapters.ping_stream import DeadLetters, Keys
 from workpulse.entrypoints import logs
 from workpulse.entrypoints.http.app import Background, create_app
 from workpulse.entrypoints.scheduler import run_scheduler
@@ -156,6 +159,50 @@ def migrate() -> None:
         log.info("migrated", before=before, after=after)
 
     asyncio.run(main())
+
+
+deadletters = typer.Typer(help="Pings that failed repeatedly (Redis Streams mode).")
+app.add_typer(deadletters, name="deadletters")
+
+
+def _dead_letters_run(action: str, ids: list[str] | None = None) -> None:
+    settings = _settings()
+    if not settings.redis_url:
+        typer.echo("workpulse: dead letters exist only with WORKPULSE_REDIS_URL", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        redis = Redis.from_url(settings.redis_url or "")
+        try:
+            letters = DeadLetters(redis, Keys(settings.redis_prefix))
+            if action == "list":
+                for ident, fields in await letters.list(count=1000):
+                    count = len(json.loads(fields.get("p") or "[]"))
+                    typer.echo(
+                        f"{ident}\t{fields.get('failed_at', '')}\t{count} pings\t"
+                        f"{fields.get('reason', '')}"
+                    )
+            else:
+                replayed = await letters.replay(ids or None)
+                typer.echo(f"replayed {replayed} dead letter(s)")
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+@deadletters.command("list")
+def deadletters_list() -> None:
+    """List dead letters: id, when, how many pings, why."""
+    _dead_letters_run("list")
+
+
+@deadletters.command("replay")
+def deadletters_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids to replay (default: all).")] = None,
+) -> None:
+    """Put dead letters back on the ping stream, for the workers to try again."""
+    _dead_letters_run("replay", ids)
 
 
 def main() -> None:

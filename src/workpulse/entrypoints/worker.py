@@ -1,28 +1,48 @@
 """The ingestion worker: derives intervals from the pings the API queued.
 
-It loops until `stopping` is set, finishing the batch in hand first (a batch is one
-transaction, so a stop or a crash never leaves half of one).
+Database-queue mode (no Redis): derive the pending pings, woken by the API after each commit.
+Stream mode (Redis): read the consumer group in batches, store and derive each batch in one
+transaction, then acknowledge and delete its entries. Stale entries of a dead worker are
+claimed; an entry that keeps failing goes to the dead-letter stream with its reason.
+
+On stop, the batch in hand is finished; if the database is down at that moment, its entries stay
+pending in the group and another worker claims them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workpulse.adapters.ping_stream import Entry, StreamConsumer
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import Unavailable
 from workpulse.services import ingest
 
 log = structlog.get_logger(__name__)
 IDLE_POLL_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 10.0
+READ_BLOCK_MS = 1000
 
 
 async def run_worker(container: Container, stopping: asyncio.Event) -> None:
-    log.info("worker started", queue="database")
-    queue = container.ping_queue
+    if container.database_queue is None:
+        log.info("worker started", queue="redis")
+        await _run_stream(container, stopping)
+    else:
+        log.info("worker started", queue="database")
+        await _run_database(container, stopping)
+    log.info("worker stopped")
+
+
+async def _run_database(container: Container, stopping: asyncio.Event) -> None:
+    queue = container.database_queue
+    assert queue is not None
     backoff = 0.5
     while not stopping.is_set():
         try:
@@ -32,13 +52,8 @@ async def run_worker(container: Container, stopping: asyncio.Event) -> None:
                 partitions=container.partitions,
             )
             backoff = 0.5
-        except Unavailable as exc:
-            log.warning("database unavailable, retrying", retry_in=backoff, error=str(exc))
-            await _sleep_or_stop(stopping, backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            continue
-        except Exception:
-            log.exception("derivation failed, retrying")
+        except Exception as exc:
+            _log_failure(exc, backoff)
             await _sleep_or_stop(stopping, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
@@ -48,7 +63,85 @@ async def run_worker(container: Container, stopping: asyncio.Event) -> None:
             await asyncio.wait(waits, timeout=IDLE_POLL_SECONDS, return_when="FIRST_COMPLETED")
             for task in waits:
                 task.cancel()
-    log.info("worker stopped")
+
+
+async def _run_stream(container: Container, stopping: asyncio.Event) -> None:
+    assert container.redis is not None
+    settings = container.settings
+    consumer = StreamConsumer(
+        container.redis,
+        container.redis_keys,
+        claim_idle_ms=int(settings.ingest_claim_idle_seconds * 1000),
+        max_deliveries=settings.ingest_max_deliveries,
+    )
+    claim_every = settings.ingest_claim_idle_seconds / 2
+    last_claim = 0.0
+    backoff = 0.5
+    joined = False
+    while not stopping.is_set():
+        try:
+            if not joined:
+                await consumer.join()
+                joined = True
+            entries: list[Entry] = []
+            if time.monotonic() - last_claim >= claim_every:
+                entries += await consumer.claim_stale(settings.ingest_batch_entries)
+                last_claim = time.monotonic()
+            if not entries:
+                entries = await consumer.read(settings.ingest_batch_entries, READ_BLOCK_MS)
+            if entries:
+                await _handle(container, consumer, entries, stopping)
+            backoff = 0.5
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("redis unavailable, retrying", retry_in=backoff, error=str(exc))
+            await _sleep_or_stop(stopping, backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+async def _handle(
+    container: Container, consumer: StreamConsumer, entries: list[Entry], stopping: asyncio.Event
+) -> None:
+    for entry in entries:
+        if entry.pings is None:
+            await consumer.dead_letter(entry, entry.problem or "undecodable")
+    good = [e for e in entries if e.pings is not None]
+    backoff = 0.5
+    while good:
+        try:
+            await ingest.store_and_derive(
+                [p for e in good for p in e.pings or ()],
+                uow_factory=container.database,
+                settings_of=container.settings_of,
+                partitions=container.partitions,
+            )
+        except Unavailable as exc:
+            if stopping.is_set():
+                return  # left pending in the group: another worker claims them
+            _log_failure(exc, backoff)
+            await _sleep_or_stop(stopping, backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            continue
+        except Exception as exc:
+            if len(good) > 1:  # find the entry that fails: the others go through
+                for entry in good:
+                    await _handle(container, consumer, [entry], stopping)
+                return
+            entry = good[0]
+            if await consumer.deliveries(entry.id) >= consumer.max_deliveries:
+                log.error("entry dead-lettered", entry=entry.id, error=repr(exc))
+                await consumer.dead_letter(entry, repr(exc))
+            else:
+                log.warning("entry failed; it will be retried", entry=entry.id, error=repr(exc))
+            return
+        await consumer.done([e.id for e in good])
+        return
+
+
+def _log_failure(exc: Exception, backoff: float) -> None:
+    if isinstance(exc, Unavailable):
+        log.warning("database unavailable, retrying", retry_in=backoff)
+    else:
+        log.exception("derivation failed, retrying", retry_in=backoff, exc_info=exc)
 
 
 async def _sleep_or_stop(stopping: asyncio.Event, seconds: float) -> None:

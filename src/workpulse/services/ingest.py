@@ -23,7 +23,7 @@ from workpulse.domain.intervals import (
     rederive,
 )
 from workpulse.domain.organizations import OrganizationSettings
-from workpulse.domain.pings import Ping, Rejected, Rejection, check_ping
+from workpulse.domain.pings import FUTURE_TOLERANCE, Ping, Rejected, Rejection, check_ping
 from workpulse.domain.roles import Principal, can_view
 from workpulse.domain.timezones import parse_timezone
 from workpulse.services.ports import (
@@ -133,7 +133,9 @@ async def track(
         for c in checked
         if isinstance(c, Ping)
     ]
-    fresh = iter(await queue.submit(valid) if valid else [])
+    # A repeat must be recognized for as long as the ping itself could still be accepted.
+    dedupe_for = timedelta(days=settings.ping_horizon_days) + FUTURE_TOLERANCE
+    fresh = iter(await queue.submit(valid, dedupe_for=dedupe_for) if valid else [])
     results = []
     for c in checked:
         if isinstance(c, Rejected):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from workpulse.domain.ids import (
@@ -290,8 +290,8 @@ class Backlogged(Exception):
 
 
 class PingQueue(Protocol):
-    async def submit(self, pings: Sequence[OwnedPing]) -> Sequence[bool]:
-        """Durably accept the pings; per ping True if new, False if a duplicate.
-
-        Returns only after the pings are safe (committed, or acknowledged by Redis)."""
+    async def submit(self, pings: Sequence[OwnedPing], *, dedupe_for: timedelta) -> Sequence[bool]:
+        """Durably accept the pings; per ping True if new, False if a duplicate (a repeat is
+        recognized for at least `dedupe_for`). Returns only after the pings are safe
+        (committed, or acknowledged by Redis). Raises `Backlogged` when over the bound."""
         ...
