@@ -167,7 +167,9 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
         database_queue: DatabaseQueue | None = None
         ping_queue: PingQueue
         if redis is None:
-            database_queue = DatabaseQueue(database, partitions)
+            database_queue = DatabaseQueue(
+                database, partitions, backlog_bound=settings.ingest_backlog_pings
+            )
             stack.push_async_callback(database_queue.close)
             ping_queue = database_queue
         else:

@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
 
-    # Ping ingestion (Redis Streams mode): the backlog bound is in stream entries (one entry per
-    # request); past it the API answers 503 with Retry-After.
+    # Ping ingestion: past the backlog bound the API answers 503 with Retry-After. With Redis it
+    # counts stream entries (one per request); without, pending pings in the database.
     ingest_backlog_entries: int = Field(default=100_000, ge=1)
+    ingest_backlog_pings: int = Field(default=1_000_000, ge=1)
     ingest_claim_idle_seconds: float = Field(default=30, gt=0)
     ingest_max_deliveries: int = Field(default=5, ge=1)
     ingest_batch_entries: int = Field(default=50, ge=1, le=10_000)

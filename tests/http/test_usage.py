@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api import Member, register_owner
-from tests.conftest import test_settings
+from tests.conftest import (
+    create_postgres_database,
+    drop_postgres_database,
+    migrated,
+    test_settings,
+)
 from tests.http.contract import assert_error, serve
 from workpulse.entrypoints.http.app import create_app
 from workpulse.entrypoints.worker import run_worker
@@ -144,3 +152,35 @@ async def test_another_organizations_user_is_not_found(client: httpx.AsyncClient
     owner, stranger = await register_owner(client), await register_owner(client)
     response = await intervals(client, owner, user_id=stranger.id)
     assert_error(response, 404, "UserNotFound")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of this test alone (the shared ones hold other tests' pending pings)."""
+    if request.param == "sqlite":
+        yield await migrated(f"sqlite:///{tmp_path / 'own.db'}")
+        return
+    url = await create_postgres_database()
+    try:
+        yield await migrated(url)
+    finally:
+        await drop_postgres_database(url)
+
+
+async def test_a_full_database_queue_answers_503_with_retry_after(empty_database: str) -> None:
+    app = create_app(test_settings(empty_database, ingest_backlog_pings=5))  # no worker runs
+    async with serve(app) as client:
+        owner = await register_owner(client)
+        at = now() - timedelta(minutes=10)
+        pings = [
+            {"app_name": "Editor", "timestamp": (at + timedelta(seconds=s)).isoformat()}
+            for s in range(5)
+        ]
+        assert (await track(client, owner, {"pings": pings})).status_code == 202
+        refused = await track(client, owner, {"app_name": "Editor", "timestamp": at.isoformat()})
+        assert_error(refused, 503, "Backlogged")
+        assert int(refused.headers["Retry-After"]) > 0
+        metrics = (await client.get("/metrics")).text
+    assert 'workpulse_pings_total{outcome="accepted",reason=""} 5.0' in metrics
+    assert 'workpulse_pings_total{outcome="backlogged",reason=""} 1.0' in metrics
+    assert "workpulse_ingest_backlog " in metrics

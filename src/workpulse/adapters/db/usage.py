@@ -107,6 +107,10 @@ class SqlPingStore:
                     new.append(o)
         return new
 
+    async def count_pending(self) -> int:
+        found = await self._conn.scalar(sa.select(sa.func.count()).where(pings.c.pending))
+        return int(found or 0)
+
     async def take_pending(self, limit: int) -> Sequence[OwnedPing]:
         query = sa.select(pings).where(pings.c.pending).order_by(pings.c.received_at).limit(limit)
         if self._dialect == "postgresql":

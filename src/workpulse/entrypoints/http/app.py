@@ -16,7 +16,12 @@ import workpulse
 from workpulse import bootstrap
 from workpulse.bootstrap import Container
 from workpulse.entrypoints.http import errors
-from workpulse.entrypoints.http.metrics import HttpMetrics, PoolCollector
+from workpulse.entrypoints.http.metrics import (
+    HttpMetrics,
+    IngestMetrics,
+    PoolCollector,
+    watch_ingestion,
+)
 from workpulse.entrypoints.http.middleware import RequestContext
 from workpulse.entrypoints.http.routes import (
     auth,
@@ -50,11 +55,17 @@ def create_app(
                 log.info("database migrated", url=describe(settings)["effective_database_url"])
             container.metrics.register(PoolCollector(container.engine))
             metrics_holder["http"] = HttpMetrics(container.metrics)
+            ingest_metrics = IngestMetrics(container.metrics)
             app.state.container = container
+            app.state.ingest_metrics = ingest_metrics
             stopping = asyncio.Event()
+
+            async def watch(container: Container, stopping: asyncio.Event) -> None:
+                await watch_ingestion(container, stopping, ingest_metrics)
+
             tasks = [
                 asyncio.create_task(part(container, stopping), name=getattr(part, "__name__", ""))
-                for part in background
+                for part in (*background, watch)
             ]
             log.info("started", role=role, settings=describe(settings))
             try:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
+
+from workpulse.adapters.ping_stream import DeadLetters
+from workpulse.bootstrap import Container
+
+log = structlog.get_logger(__name__)
 
 
 class HttpMetrics:
@@ -56,3 +64,45 @@ class PoolCollector(Collector):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], float(value))
             yield gauge
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pings = Counter(
+            "workpulse_pings_total",
+            "Pings received, by outcome (accepted, duplicate, rejected) and rejection reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "workpulse_ingest_backlog",
+            "Queued and not yet derived: stream entries with Redis, pending pings without.",
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "workpulse_ingest_dead_letters",
+            "Stream entries that failed repeatedly and wait in the dead-letter stream.",
+            registry=registry,
+        )
+
+
+WATCH_SECONDS = 1.0
+
+
+async def watch_ingestion(
+    container: Container, stopping: asyncio.Event, metrics: IngestMetrics
+) -> None:
+    """Every second: the queue's backlog (which also arms the database queue's bound) and the
+    dead letters, for the gauges. A failing read is retried on the next tick."""
+    dead_letters = (
+        None if container.redis is None else DeadLetters(container.redis, container.redis_keys)
+    )
+    while not stopping.is_set():
+        try:
+            metrics.backlog.set(await container.ping_queue.backlog())
+            if dead_letters is not None:
+                metrics.dead_letters.set(await dead_letters.count())
+        except Exception as exc:
+            log.warning("ingestion metrics unavailable", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), WATCH_SECONDS)

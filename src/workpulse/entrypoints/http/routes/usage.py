@@ -139,12 +139,16 @@ async def track(request: Request, found: IdentityDep, container: ContainerDep) -
             clock=container.clock,
         )
     except Backlogged as exc:
+        request.app.state.ingest_metrics.pings.labels("backlogged", "").inc(len(raw_items))
         return error_response(
             503,
             "Backlogged",
             "the ingestion queue is full; retry later",
             {"Retry-After": str(exc.retry_after)},
         )
+    counter = request.app.state.ingest_metrics.pings
+    for r in results:
+        counter.labels(r.outcome.value, r.reason or "").inc()
     out = TrackOut(
         accepted=sum(r.outcome is ingest.Outcome.ACCEPTED for r in results),
         duplicates=sum(r.outcome is ingest.Outcome.DUPLICATE for r in results),
