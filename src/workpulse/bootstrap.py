@@ -23,6 +23,7 @@ from workpulse.adapters.db.engine import create_engine
 from workpulse.adapters.db.partitions import Partitions
 from workpulse.adapters.db.uow import SqlDatabase
 from workpulse.adapters.db_queue import DatabaseQueue
+from workpulse.adapters.notifier import InProcessNotifier
 from workpulse.adapters.organization_settings import CachedOrganizationSettings
 from workpulse.adapters.passwords import Argon2Hasher
 from workpulse.adapters.ping_stream import Keys, RedisPingQueue
@@ -30,6 +31,7 @@ from workpulse.adapters.probes import DatabaseProbe, RedisProbe
 from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
 from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
 from workpulse.adapters.tokens import JwtCodec
+from workpulse.services import sessions
 from workpulse.services.health import Probe
 from workpulse.services.identity import AuthPolicy
 from workpulse.services.ports import Clock, LoginThrottle, PingQueue, SessionStateCache
@@ -59,6 +61,12 @@ class Container:
     # The database queue when there is no Redis: the in-process worker waits on its `wake`.
     database_queue: DatabaseQueue | None
     redis_keys: Keys
+    notifier: InProcessNotifier
+    session_deps: sessions.Dependencies
+
+
+def _nothing() -> None:
+    """With Redis, stream workers poll for pending pings; nothing to wake in this process."""
 
 
 def embedded_secret(database: Path) -> str:
@@ -176,17 +184,30 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             ping_queue = RedisPingQueue(
                 redis, redis_keys, backlog_bound=settings.ingest_backlog_entries
             )
+        clock = SystemClock()
+        notifier = InProcessNotifier()
+        settings_of = CachedOrganizationSettings(database)
+        session_deps = sessions.Dependencies(
+            uow_factory=database,
+            clock=clock,
+            notifier=notifier,
+            settings_of=settings_of,
+            partitions=partitions,
+            wake_worker=database_queue.wake.set if database_queue is not None else _nothing,
+        )
         yield Container(
             settings=settings,
             engine=engine,
             database=database,
             partitions=partitions,
-            settings_of=CachedOrganizationSettings(database),
+            settings_of=settings_of,
+            notifier=notifier,
+            session_deps=session_deps,
             ping_queue=ping_queue,
             database_queue=database_queue,
             redis_keys=redis_keys,
             redis=redis,
-            clock=SystemClock(),
+            clock=clock,
             hasher=hasher,
             tokens=JwtCodec(jwt_secret(settings)),
             session_cache=cache,

@@ -39,6 +39,7 @@ class World:
     outsider: Member
     project_id: str
     session_id: str
+    work_session_id: str  # the employee's active work session
 
     def actor(self, name: str) -> Member:
         member: Member = getattr(self, name)
@@ -57,6 +58,12 @@ async def build_world(client: httpx.AsyncClient) -> World:
     sessions = await client.get("/auth/sessions", headers=employee.headers)
     assert sessions.status_code == 200, sessions.text
     (current,) = [s for s in sessions.json() if s["current"]]
+    started = await client.post(
+        "/sessions/start",
+        json={"start_time": (datetime.now(UTC) - timedelta(hours=2)).isoformat()},
+        headers=employee.headers,
+    )
+    assert started.status_code == 201, started.text
     return World(
         owner=owner,
         employee=employee,
@@ -64,6 +71,7 @@ async def build_world(client: httpx.AsyncClient) -> World:
         outsider=outsider,
         project_id=project.json()["id"],
         session_id=current["id"],
+        work_session_id=started.json()["id"],
     )
 
 
@@ -99,6 +107,14 @@ def _project(w: World) -> str:
 
 def _session(w: World) -> str:
     return w.session_id
+
+
+def _work_session(w: World) -> str:
+    return w.work_session_id
+
+
+def _work_session_as_employee(w: World) -> tuple[str, str]:
+    return "employee", f"/sessions/{w.work_session_id}"
 
 
 def _user_as_owner(w: World) -> tuple[str, str]:
@@ -170,6 +186,35 @@ MATRIX = [
         # A device session is personal: not even the organization's owner revokes it here.
         denied=("outsider", "other_employee", "owner"),
         read_back=_sessions_as_employee,
+    ),
+    IdRoute(
+        "GET",
+        "/sessions/{session_id}",
+        _work_session,
+        allowed=("employee", "owner"),
+        status=200,
+        denied=("outsider", "other_employee"),
+        read_back=_work_session_as_employee,
+    ),
+    IdRoute(
+        "POST",
+        "/sessions/{session_id}/activity",
+        _work_session,
+        allowed=("employee",),
+        status=201,
+        # Managers read the organization's sessions but write only their own.
+        denied=("outsider", "other_employee", "owner"),
+        read_back=_work_session_as_employee,
+        body={"activityType": "active", "durationSeconds": 60},
+    ),
+    IdRoute(
+        "POST",
+        "/sessions/{session_id}/stop",
+        _work_session,
+        allowed=("employee",),
+        status=201,
+        denied=("outsider", "other_employee", "owner"),
+        read_back=_work_session_as_employee,
     ),
 ]
 

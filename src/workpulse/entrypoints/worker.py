@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 READ_BLOCK_MS = 1000
+PENDING_EVERY_SECONDS = 1.0
 
 
 async def run_worker(container: Container, stopping: asyncio.Event) -> None:
@@ -75,7 +76,7 @@ async def _run_stream(container: Container, stopping: asyncio.Event) -> None:
         max_deliveries=settings.ingest_max_deliveries,
     )
     claim_every = settings.ingest_claim_idle_seconds / 2
-    last_claim = 0.0
+    last_claim = last_pending = 0.0
     backoff = 0.5
     joined = False
     while not stopping.is_set():
@@ -91,9 +92,21 @@ async def _run_stream(container: Container, stopping: asyncio.Event) -> None:
                 entries = await consumer.read(settings.ingest_batch_entries, READ_BLOCK_MS)
             if entries:
                 await _handle(container, consumer, entries, stopping)
+            if time.monotonic() - last_pending >= PENDING_EVERY_SECONDS:
+                # Pings stored by the session API (activity with an app) wait as pending rows.
+                await ingest.derive_pending(
+                    uow_factory=container.database,
+                    settings_of=container.settings_of,
+                    partitions=container.partitions,
+                )
+                last_pending = time.monotonic()
             backoff = 0.5
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("redis unavailable, retrying", retry_in=backoff, error=str(exc))
+            await _sleep_or_stop(stopping, backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        except Unavailable as exc:
+            _log_failure(exc, backoff)
             await _sleep_or_stop(stopping, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

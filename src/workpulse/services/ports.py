@@ -13,12 +13,14 @@ from workpulse.domain.ids import (
     OrganizationId,
     ProjectId,
     UserId,
+    WorkSessionId,
 )
 from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
 from workpulse.domain.projects import Project
 from workpulse.domain.roles import Role
+from workpulse.domain.sessions import Activity, WorkSession
 from workpulse.domain.users import Credentials, DeviceSession, Invite, User
 
 
@@ -217,6 +219,9 @@ class UnitOfWork(Protocol):
     @property
     def usage(self) -> UsageStore: ...
 
+    @property
+    def sessions(self) -> SessionStore: ...
+
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None: ...
 
     async def commit(self) -> None: ...
@@ -301,3 +306,69 @@ class PingQueue(Protocol):
     async def backlog(self) -> int:
         """How much is queued and not yet derived (entries with Redis, pings without)."""
         ...
+
+
+# --- Work sessions ----------------------------------------------------------------------------
+
+
+class SessionStore(Protocol):
+    async def start(self, session: WorkSession) -> None:
+        """Raises `SessionAlreadyActive` when the user has one (enforced by the database)."""
+        ...
+
+    async def get(
+        self, organization_id: OrganizationId, session_id: WorkSessionId
+    ) -> WorkSession | None: ...
+
+    async def active(
+        self, organization_id: OrganizationId, user_id: UserId | None
+    ) -> Sequence[WorkSession]: ...
+
+    async def history(
+        self,
+        organization_id: OrganizationId,
+        *,
+        user_id: UserId | None,
+        project_id: ProjectId | None,
+        start: datetime | None,
+        end: datetime | None,
+        after: tuple[datetime, WorkSessionId] | None,
+        limit: int,
+    ) -> Sequence[WorkSession]: ...
+
+    async def stop(
+        self, organization_id: OrganizationId, session_id: WorkSessionId, now: datetime
+    ) -> WorkSession | None: ...
+
+    async def record(
+        self, session: WorkSession, activities: Sequence[Activity]
+    ) -> list[Activity]: ...
+
+    async def recorded(
+        self, session: WorkSession, event_ids: Sequence[str]
+    ) -> dict[str, Activity]: ...
+
+    async def add_to_counters(
+        self,
+        session: WorkSession,
+        *,
+        active_seconds: int,
+        idle_seconds: int,
+        last_activity_at: datetime,
+        limit_seconds: int,
+    ) -> WorkSession | None: ...
+
+    async def ledger_totals(self, session: WorkSession) -> tuple[int, int]: ...
+
+
+class Notifier(Protocol):
+    """Real-time events, published only after the change they report has committed."""
+
+    async def publish(
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        organization_id: OrganizationId,
+        user_id: UserId,
+    ) -> None: ...

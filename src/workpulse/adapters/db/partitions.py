@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-PARTITIONED = ("app_usage", "pings")
+PARTITIONED = ("app_usage", "pings", "activity_logs")
 _LOCK_KEY = 0x57505054  # pg_advisory_xact_lock key: one partition creator at a time
 
 

@@ -167,18 +167,17 @@ work_sessions = sa.Table(
     ),
 )
 
+# The ledger of work-session counters. Partitioned by the month of its session's start on
+# PostgreSQL: the partition key then follows from session_id, so (session_id, event_id) stays
+# unique across partitions and a retried event is always recognized.
 activity_logs = sa.Table(
     "activity_logs",
     metadata,
-    _id(),
+    sa.Column("id", sa.Uuid(), nullable=False, server_default=random_uuid()),
     _org_fk(),
     _user_fk(),
-    sa.Column(
-        "session_id",
-        sa.Uuid(),
-        sa.ForeignKey("work_sessions.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    sa.Column("session_id", sa.Uuid(), nullable=False),
+    sa.Column("session_start", UtcDateTime(), nullable=False),
     sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("activity_type", sa.String(16), nullable=False),
     sa.Column("duration_seconds", sa.Integer(), nullable=False),
@@ -187,10 +186,13 @@ activity_logs = sa.Table(
     sa.Column("domain", sa.String(255), nullable=True),
     sa.Column("timestamp", UtcDateTime(), nullable=False),
     _created_at(),
-    sa.UniqueConstraint("session_id", "event_id"),
+    sa.PrimaryKeyConstraint("id", "session_start"),
+    sa.UniqueConstraint("session_id", "event_id", "session_start"),
+    sa.ForeignKeyConstraint(["session_id"], ["work_sessions.id"], ondelete="CASCADE"),
     sa.CheckConstraint("activity_type IN ('active', 'idle')", name="activity_type"),
     sa.CheckConstraint("duration_seconds > 0", name="duration_positive"),
     sa.Index(None, "organization_id", "user_id", "timestamp"),
+    postgresql_partition_by="RANGE (session_start)",
 )
 
 daily_summaries = sa.Table(

@@ -28,6 +28,7 @@ from workpulse.entrypoints.http.routes import (
     operations,
     organizations,
     projects,
+    sessions,
     usage,
     users,
 )
@@ -92,6 +93,7 @@ def create_app(
         organizations.router,
         users.router,
         projects.router,
+        sessions.router,
         usage.router,
     ):
         app.include_router(router)

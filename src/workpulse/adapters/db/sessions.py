@@ -1,0 +1,258 @@
+"""Work sessions and their activity ledger. Counters change only by one atomic UPDATE that
+adds the new events' durations, so concurrent writers never lose an update."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workpulse.adapters.db.tables import activity_logs, work_sessions
+from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
+from workpulse.domain.sessions import (
+    Activity,
+    ActivityType,
+    SessionAlreadyActive,
+    SessionStatus,
+    WorkSession,
+)
+
+
+def _session(row: sa.Row[Any]) -> WorkSession:
+    return WorkSession(
+        id=WorkSessionId(row.id),
+        organization_id=OrganizationId(row.organization_id),
+        user_id=UserId(row.user_id),
+        project_id=None if row.project_id is None else ProjectId(row.project_id),
+        status=SessionStatus(row.status),
+        start_time=row.start_time,
+        end_time=row.end_time,
+        total_active_seconds=int(row.total_active_seconds),
+        total_idle_seconds=int(row.total_idle_seconds),
+        last_activity_at=row.last_activity_at,
+        version=int(row.version),
+    )
+
+
+def _activity(row: sa.Row[Any]) -> Activity:
+    return Activity(
+        event_id=row.event_id,
+        activity_type=ActivityType(row.activity_type),
+        duration_seconds=int(row.duration_seconds),
+        timestamp=row.timestamp,
+        app_name=row.app_name,
+        url=row.url,
+        domain=row.domain,
+    )
+
+
+class SqlSessionStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+
+    async def start(self, session: WorkSession) -> None:
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    work_sessions.insert().values(
+                        id=session.id,
+                        organization_id=session.organization_id,
+                        user_id=session.user_id,
+                        project_id=session.project_id,
+                        status=session.status.value,
+                        start_time=session.start_time,
+                        version=session.version,
+                    )
+                )
+        except sa_exc.IntegrityError as exc:
+            # The partial unique index: one active session per user, even under a race.
+            if "one_active" in str(exc.orig) or "work_sessions.user_id" in str(exc.orig):
+                raise SessionAlreadyActive() from exc
+            raise
+
+    async def get(
+        self, organization_id: OrganizationId, session_id: WorkSessionId
+    ) -> WorkSession | None:
+        row = (
+            await self._conn.execute(
+                sa.select(work_sessions).where(
+                    of_tenant(work_sessions, organization_id), work_sessions.c.id == session_id
+                )
+            )
+        ).first()
+        return None if row is None else _session(row)
+
+    async def active(
+        self, organization_id: OrganizationId, user_id: UserId | None
+    ) -> Sequence[WorkSession]:
+        query = sa.select(work_sessions).where(
+            of_tenant(work_sessions, organization_id),
+            work_sessions.c.status == SessionStatus.ACTIVE.value,
+        )
+        if user_id is not None:
+            query = query.where(work_sessions.c.user_id == user_id)
+        rows = await self._conn.execute(query.order_by(work_sessions.c.start_time))
+        return [_session(row) for row in rows]
+
+    async def history(
+        self,
+        organization_id: OrganizationId,
+        *,
+        user_id: UserId | None,
+        project_id: ProjectId | None,
+        start: datetime | None,
+        end: datetime | None,
+        after: tuple[datetime, WorkSessionId] | None,
+        limit: int,
+    ) -> Sequence[WorkSession]:
+        """Newest first; `after` is the (start_time, id) of the last row of the previous page."""
+        c = work_sessions.c
+        query = sa.select(work_sessions).where(of_tenant(work_sessions, organization_id))
+        if user_id is not None:
+            query = query.where(c.user_id == user_id)
+        if project_id is not None:
+            query = query.where(c.project_id == project_id)
+        if start is not None:
+            query = query.where(sa.or_(c.end_time.is_(None), c.end_time > start))
+        if end is not None:
+            query = query.where(c.start_time < end)
+        if after is not None:
+            query = query.where(sa.tuple_(c.start_time, c.id) < sa.tuple_(*after))
+        rows = await self._conn.execute(
+            query.order_by(c.start_time.desc(), c.id.desc()).limit(limit)
+        )
+        return [_session(row) for row in rows]
+
+    async def stop(
+        self, organization_id: OrganizationId, session_id: WorkSessionId, now: datetime
+    ) -> WorkSession | None:
+        row = (
+            await self._conn.execute(
+                work_sessions.update()
+                .where(
+                    of_tenant(work_sessions, organization_id),
+                    work_sessions.c.id == session_id,
+                    work_sessions.c.status == SessionStatus.ACTIVE.value,
+                )
+                .values(
+                    status=SessionStatus.STOPPED.value,
+                    end_time=now,
+                    version=work_sessions.c.version + 1,
+                )
+                .returning(work_sessions)
+            )
+        ).first()
+        return None if row is None else _session(row)
+
+    async def record(self, session: WorkSession, activities: Sequence[Activity]) -> list[Activity]:
+        """Add the events not in the ledger yet; return those that were new."""
+        if not activities:
+            return []
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        rows = [
+            {
+                "organization_id": session.organization_id,
+                "user_id": session.user_id,
+                "session_id": session.id,
+                "session_start": session.start_time,
+                "event_id": a.event_id,
+                "activity_type": a.activity_type.value,
+                "duration_seconds": a.duration_seconds,
+                "app_name": a.app_name,
+                "url": a.url,
+                "domain": a.domain,
+                "timestamp": a.timestamp,
+            }
+            for a in activities
+        ]
+        inserted = {
+            row.event_id
+            for row in await self._conn.execute(
+                insert(activity_logs)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(activity_logs.c.event_id)
+            )
+        }
+        new = []
+        for activity in activities:
+            if activity.event_id in inserted:
+                inserted.discard(activity.event_id)  # a repeat within the batch is a duplicate
+                new.append(activity)
+        return new
+
+    async def recorded(self, session: WorkSession, event_ids: Sequence[str]) -> dict[str, Activity]:
+        if not event_ids:
+            return {}
+        rows = await self._conn.execute(
+            sa.select(activity_logs).where(
+                of_tenant(activity_logs, session.organization_id),
+                activity_logs.c.session_id == session.id,
+                activity_logs.c.session_start == session.start_time,
+                activity_logs.c.event_id.in_(list(event_ids)),
+            )
+        )
+        return {row.event_id: _activity(row) for row in rows}
+
+    async def add_to_counters(
+        self,
+        session: WorkSession,
+        *,
+        active_seconds: int,
+        idle_seconds: int,
+        last_activity_at: datetime,
+        limit_seconds: int,
+    ) -> WorkSession | None:
+        """One atomic UPDATE: add to the counters if the session is active and the new sum stays
+        within `limit_seconds`. None when it is not (stopped, or over the limit)."""
+        c = work_sessions.c
+        last = (
+            sa.func.greatest(
+                sa.func.coalesce(c.last_activity_at, last_activity_at), last_activity_at
+            )
+            if self._dialect == "postgresql"
+            else sa.func.max(
+                sa.func.coalesce(c.last_activity_at, last_activity_at), last_activity_at
+            )
+        )
+        row = (
+            await self._conn.execute(
+                work_sessions.update()
+                .where(
+                    of_tenant(work_sessions, session.organization_id),
+                    c.id == session.id,
+                    c.status == SessionStatus.ACTIVE.value,
+                    c.total_active_seconds + c.total_idle_seconds + active_seconds + idle_seconds
+                    <= limit_seconds,
+                )
+                .values(
+                    total_active_seconds=c.total_active_seconds + active_seconds,
+                    total_idle_seconds=c.total_idle_seconds + idle_seconds,
+                    last_activity_at=last,
+                    version=c.version + 1,
+                )
+                .returning(work_sessions)
+            )
+        ).first()
+        return None if row is None else _session(row)
+
+    async def ledger_totals(self, session: WorkSession) -> tuple[int, int]:
+        """(active, idle) seconds summed over the ledger: what the counters must equal."""
+        rows = await self._conn.execute(
+            sa.select(activity_logs.c.activity_type, sa.func.sum(activity_logs.c.duration_seconds))
+            .where(
+                of_tenant(activity_logs, session.organization_id),
+                activity_logs.c.session_id == session.id,
+                activity_logs.c.session_start == session.start_time,
+            )
+            .group_by(activity_logs.c.activity_type)
+        )
+        sums = {row[0]: int(row[1]) for row in rows}
+        return sums.get("active", 0), sums.get("idle", 0)

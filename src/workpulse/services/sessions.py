@@ -1,0 +1,360 @@
+"""Work sessions: start, stop, activity that adds to exact counters, and reading them.
+
+Counters change only through the store's single atomic UPDATE (`add_to_counters`), after the
+events were recorded in the ledger under a unique (session, event_id) key, all in one
+transaction: a retried or concurrent duplicate adds nothing, and no concurrent write is lost.
+Events with an app or URL are also stored as span pings, so the same merge rule turns them into
+usage for the app and domain reports. `SESSION_UPDATE` is published after the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from workpulse.domain.errors import InvalidInput, ProjectNotFound, WorkPulseError
+from workpulse.domain.ids import ProjectId, UserId, WorkSessionId
+from workpulse.domain.organizations import OrganizationSettings
+from workpulse.domain.pings import Ping, check_ping
+from workpulse.domain.roles import Principal, can_view, sees_organization
+from workpulse.domain.sessions import (
+    Activity,
+    ActivityOutOfBounds,
+    ActivityType,
+    SessionNotFound,
+    SessionStatus,
+    SessionStopped,
+    WorkSession,
+    check_activity,
+    check_start,
+    counter_limit_seconds,
+)
+from workpulse.services.ingest import SettingsOf
+from workpulse.services.ports import (
+    Clock,
+    Notifier,
+    OwnedPing,
+    PartitionKeeper,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+SESSION_UPDATE = "SESSION_UPDATE"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInput:
+    activity_type: str
+    duration_seconds: int
+    timestamp: datetime | None = None
+    app_name: str | None = None
+    url: str | None = None
+    event_id: str | None = None
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityResult:
+    status: Status
+    activity: Activity | None = None
+    error: WorkPulseError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """What every session use case needs; built once by the composition root."""
+
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    notifier: Notifier
+    settings_of: SettingsOf
+    partitions: PartitionKeeper
+    wake_worker: Callable[[], None]
+
+
+def session_payload(session: WorkSession, change: str) -> dict[str, Any]:
+    return {
+        "change": change,
+        "session": {
+            "id": str(session.id),
+            "organization_id": str(session.organization_id),
+            "user_id": str(session.user_id),
+            "project_id": None if session.project_id is None else str(session.project_id),
+            "status": session.status.value,
+            "start_time": session.start_time.isoformat(),
+            "end_time": None if session.end_time is None else session.end_time.isoformat(),
+            "total_active_seconds": session.total_active_seconds,
+            "total_idle_seconds": session.total_idle_seconds,
+            "last_activity_at": None
+            if session.last_activity_at is None
+            else session.last_activity_at.isoformat(),
+            "version": session.version,
+        },
+    }
+
+
+def _announce(uow: UnitOfWork, deps: Dependencies, session: WorkSession, change: str) -> None:
+    async def publish() -> None:
+        await deps.notifier.publish(
+            SESSION_UPDATE,
+            session_payload(session, change),
+            organization_id=session.organization_id,
+            user_id=session.user_id,
+        )
+
+    uow.after_commit(publish)
+
+
+async def _visible(uow: UnitOfWork, principal: Principal, session_id: WorkSessionId) -> WorkSession:
+    session = await uow.sessions.get(principal.organization_id, session_id)
+    if session is None or not can_view(principal, session.user_id):
+        raise SessionNotFound()
+    return session
+
+
+async def _own(uow: UnitOfWork, principal: Principal, session_id: WorkSessionId) -> WorkSession:
+    """Only the session's user writes to it; anyone else is told it does not exist."""
+    session = await uow.sessions.get(principal.organization_id, session_id)
+    if session is None or session.user_id != principal.user_id:
+        raise SessionNotFound()
+    return session
+
+
+async def start(
+    principal: Principal,
+    *,
+    project_id: ProjectId | None,
+    start_time: datetime | None,
+    deps: Dependencies,
+) -> WorkSession:
+    now = deps.clock.now()
+    session = WorkSession(
+        id=WorkSessionId(uuid.uuid4()),
+        organization_id=principal.organization_id,
+        user_id=principal.user_id,
+        project_id=project_id,
+        status=SessionStatus.ACTIVE,
+        start_time=check_start(start_time, now),
+        end_time=None,
+        total_active_seconds=0,
+        total_idle_seconds=0,
+        last_activity_at=None,
+        version=1,
+    )
+    await deps.partitions.ensure([session.start_time])
+    async with deps.uow_factory() as uow:
+        if project_id is not None:
+            project = await uow.projects.get(principal.organization_id, project_id)
+            if project is None or project.archived_at is not None:
+                raise ProjectNotFound()
+        await uow.sessions.start(session)
+        _announce(uow, deps, session, "start")
+        await uow.commit()
+    return session
+
+
+async def stop(
+    principal: Principal, session_id: WorkSessionId, *, deps: Dependencies
+) -> WorkSession:
+    async with deps.uow_factory() as uow:
+        await _own(uow, principal, session_id)
+        stopped = await uow.sessions.stop(principal.organization_id, session_id, deps.clock.now())
+        if stopped is None:
+            raise SessionStopped("this work session is already stopped")
+        _announce(uow, deps, stopped, "stop")
+        await uow.commit()
+    return stopped
+
+
+def _activity(raw: ActivityInput, now: datetime) -> Activity:
+    try:
+        activity_type = ActivityType(raw.activity_type)
+    except ValueError as exc:
+        raise InvalidInput("activityType is active or idle") from exc
+    timestamp = now if raw.timestamp is None else raw.timestamp
+    if timestamp.utcoffset() is None:
+        raise InvalidInput("timestamp needs a time zone offset")
+    if raw.event_id is not None and not 1 <= len(raw.event_id) <= 128:
+        raise InvalidInput("event_id must be 1 to 128 characters")
+    return Activity(
+        event_id=raw.event_id or f"server:{uuid.uuid4().hex}",
+        activity_type=activity_type,
+        duration_seconds=raw.duration_seconds,
+        timestamp=timestamp,
+        app_name=raw.app_name,
+        url=raw.url,
+        domain=None,
+    )
+
+
+def _as_ping(
+    activity: Activity,
+    device_id: str,
+    session: WorkSession,
+    settings: OrganizationSettings,
+    now: datetime,
+) -> Ping | None:
+    """The usage an event with an app (or URL) stands for: a span ping, privacy applied."""
+    if activity.app_name is None and activity.url is None:
+        return None
+    checked = check_ping(
+        app_name=activity.app_name or "Browser",
+        device_id=device_id,
+        start=activity.started_at,
+        end=activity.timestamp,
+        url=activity.url,
+        idle=activity.activity_type is ActivityType.IDLE,
+        event_id=f"activity:{session.id}:{activity.event_id}",
+        now=now,
+        horizon=timedelta(days=settings.ping_horizon_days),
+        privacy=settings.privacy,
+    )
+    return checked if isinstance(checked, Ping) else None
+
+
+async def record(
+    principal: Principal,
+    device_id: str,
+    session_id: WorkSessionId,
+    events: Sequence[ActivityInput],
+    *,
+    deps: Dependencies,
+) -> tuple[WorkSession, list[ActivityResult]]:
+    """Apply the events that fit, in order; every event gets a result."""
+    settings = await deps.settings_of(principal.organization_id)
+    now = deps.clock.now()
+    async with deps.uow_factory() as uow:
+        session = await _own(uow, principal, session_id)
+        if not session.active:
+            raise SessionStopped()
+        results: list[ActivityResult | None] = [None] * len(events)
+        candidates: list[tuple[int, Activity]] = []
+        for index, raw in enumerate(events):
+            try:
+                activity = _activity(raw, now)
+                check_activity(
+                    session, activity, max_duration=settings.max_activity_seconds, now=now
+                )
+            except WorkPulseError as exc:
+                results[index] = ActivityResult(Status.REJECTED, error=exc)
+                continue
+            candidates.append((index, activity))
+
+        stored = await uow.sessions.recorded(session, [a.event_id for _, a in candidates])
+        seen: set[str] = set()
+        room = counter_limit_seconds(session, now) - (
+            session.total_active_seconds + session.total_idle_seconds
+        )
+        fitting: list[tuple[int, Activity]] = []
+        for index, activity in candidates:
+            if activity.event_id in stored or activity.event_id in seen:
+                earlier = stored.get(activity.event_id, activity)
+                results[index] = ActivityResult(Status.DUPLICATE, activity=earlier)
+            elif activity.duration_seconds > room:
+                results[index] = ActivityResult(
+                    Status.REJECTED,
+                    error=ActivityOutOfBounds(
+                        "the session's counters cannot exceed its wall-clock length"
+                    ),
+                )
+            else:
+                room -= activity.duration_seconds
+                fitting.append((index, activity))
+            seen.add(activity.event_id)
+
+        new = await uow.sessions.record(session, [a for _, a in fitting])
+        new_ids = {a.event_id for a in new}
+        for index, activity in fitting:
+            status = Status.ACCEPTED if activity.event_id in new_ids else Status.DUPLICATE
+            results[index] = ActivityResult(status, activity=activity)
+        if new:
+            updated = await uow.sessions.add_to_counters(
+                session,
+                active_seconds=sum(
+                    a.duration_seconds for a in new if a.activity_type is ActivityType.ACTIVE
+                ),
+                idle_seconds=sum(
+                    a.duration_seconds for a in new if a.activity_type is ActivityType.IDLE
+                ),
+                last_activity_at=max(a.timestamp for a in new),
+                limit_seconds=counter_limit_seconds(session, now),
+            )
+            if updated is None:
+                current = await uow.sessions.get(principal.organization_id, session_id)
+                if current is None or not current.active:
+                    raise SessionStopped()
+                raise ActivityOutOfBounds(
+                    "the session's counters cannot exceed its wall-clock length"
+                )
+            session = updated
+            pings = [
+                OwnedPing(principal.organization_id, principal.user_id, ping)
+                for a in new
+                if (ping := _as_ping(a, device_id, session, settings, now)) is not None
+            ]
+            if pings:
+                await deps.partitions.ensure(p.ping.start for p in pings)
+                await uow.pings.add(pings, pending=True)
+                uow.after_commit(_woken(deps))
+            _announce(uow, deps, session, "activity")
+            await uow.commit()
+    return session, [r for r in results if r is not None]
+
+
+def _woken(deps: Dependencies) -> Callable[[], Any]:
+    async def wake() -> None:
+        deps.wake_worker()
+
+    return wake
+
+
+async def get(
+    principal: Principal, session_id: WorkSessionId, *, deps: Dependencies
+) -> WorkSession:
+    async with deps.uow_factory(readonly=True) as uow:
+        return await _visible(uow, principal, session_id)
+
+
+async def active(principal: Principal, *, deps: Dependencies) -> Sequence[WorkSession]:
+    """The caller's active session, or (managers and up) the organization's."""
+    async with deps.uow_factory(readonly=True) as uow:
+        return await uow.sessions.active(
+            principal.organization_id,
+            None if sees_organization(principal) else principal.user_id,
+        )
+
+
+async def history(
+    principal: Principal,
+    *,
+    user_id: UserId | None,
+    project_id: ProjectId | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, WorkSessionId] | None,
+    limit: int,
+    deps: Dependencies,
+) -> Sequence[WorkSession]:
+    if user_id is not None and not can_view(principal, user_id):
+        return []
+    if user_id is None and not sees_organization(principal):
+        user_id = principal.user_id
+    async with deps.uow_factory(readonly=True) as uow:
+        return await uow.sessions.history(
+            principal.organization_id,
+            user_id=user_id,
+            project_id=project_id,
+            start=start,
+            end=end,
+            after=after,
+            limit=limit,
+        )

@@ -1,0 +1,269 @@
+"""Work sessions on SQLite and PostgreSQL: exact counters under concurrency, idempotent
+events, bounds, and SESSION_UPDATE only after a commit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.services.test_identity import PASSWORD, authenticate, email, register
+from workpulse.adapters.db.tables import pings
+from workpulse.adapters.notifier import Event
+from workpulse.bootstrap import Container
+from workpulse.domain.errors import ProjectNotFound
+from workpulse.domain.ids import ProjectId
+from workpulse.domain.roles import Principal, Role
+from workpulse.domain.sessions import (
+    SessionAlreadyActive,
+    SessionNotFound,
+    SessionStopped,
+    WorkSession,
+)
+from workpulse.services import ingest, organizations, projects, sessions
+from workpulse.services.identity import Registration
+from workpulse.services.sessions import ActivityInput, Status
+
+BACK = timedelta(hours=3)
+
+
+async def member(container: Container) -> Principal:
+    pair = await register(
+        container,
+        Registration(email=email(), password=PASSWORD, name="S", organization_name="Sessions"),
+        device_id="laptop",
+    )
+    return await authenticate(container, pair.access_token)
+
+
+async def started(container: Container, principal: Principal) -> WorkSession:
+    return await sessions.start(
+        principal,
+        project_id=None,
+        start_time=container.clock.now() - BACK,
+        deps=container.session_deps,
+    )
+
+
+async def add(
+    container: Container,
+    principal: Principal,
+    session: WorkSession,
+    *events: ActivityInput,
+) -> tuple[WorkSession, list[sessions.ActivityResult]]:
+    return await sessions.record(
+        principal, "laptop", session.id, list(events), deps=container.session_deps
+    )
+
+
+def active(seconds: int, event_id: str | None = None, **extra: object) -> ActivityInput:
+    return ActivityInput("active", seconds, event_id=event_id, **extra)  # type: ignore[arg-type]
+
+
+async def totals(
+    container: Container, principal: Principal, session_id: object
+) -> tuple[int, int, int]:
+    current = await sessions.get(principal, session_id, deps=container.session_deps)  # type: ignore[arg-type]
+    return current.total_active_seconds, current.total_idle_seconds, current.version
+
+
+async def test_a_hundred_parallel_minutes_add_up_to_exactly_six_thousand_seconds(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    await asyncio.gather(*(add(container, principal, session, active(60)) for _ in range(100)))
+    assert await totals(container, principal, session.id) == (6000, 0, 101)
+    async with container.database(readonly=True) as uow:
+        current = await uow.sessions.get(principal.organization_id, session.id)
+        assert current is not None
+        assert await uow.sessions.ledger_totals(current) == (6000, 0)
+
+
+async def test_racing_starts_leave_exactly_one_active_session(container: Container) -> None:
+    principal = await member(container)
+    outcomes = await asyncio.gather(
+        *(started(container, principal) for _ in range(8)), return_exceptions=True
+    )
+    assert sum(isinstance(o, WorkSession) for o in outcomes) == 1
+    assert all(
+        isinstance(o, SessionAlreadyActive) for o in outcomes if not isinstance(o, WorkSession)
+    )
+    assert len(await sessions.active(principal, deps=container.session_deps)) == 1
+
+
+async def test_a_retried_event_counts_once_even_when_the_retries_race(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    results = await asyncio.gather(
+        *(add(container, principal, session, active(60, "evt-1")) for _ in range(10))
+    )
+    statuses = sorted(r[1][0].status.value for r in results)
+    assert statuses == ["accepted"] + ["duplicate"] * 9
+    _, again = await add(container, principal, session, active(60, "evt-1"))
+    assert again[0].status is Status.DUPLICATE
+    assert (await totals(container, principal, session.id))[:2] == (60, 0)
+
+
+async def test_a_batch_applies_what_fits_and_explains_the_rest(container: Container) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    now = container.clock.now()
+    updated, results = await add(
+        container,
+        principal,
+        session,
+        active(60, "a"),
+        ActivityInput("idle", 30, event_id="b"),
+        active(0, "zero"),
+        active(99_999, "too-long"),
+        ActivityInput("asleep", 10, event_id="bad-type"),
+        active(60, "before-start", timestamp=now - BACK - timedelta(hours=1)),
+        active(60, "future", timestamp=now + timedelta(hours=1)),
+        active(60, "a"),  # a repeat inside the batch
+    )
+    assert [r.status.value for r in results] == [
+        "accepted",
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "duplicate",
+    ]
+    assert (updated.total_active_seconds, updated.total_idle_seconds) == (60, 30)
+
+
+async def test_counters_cannot_outrun_the_wall_clock(container: Container) -> None:
+    principal = await member(container)
+    session = await sessions.start(
+        principal,
+        project_id=None,
+        start_time=container.clock.now() - timedelta(minutes=10),
+        deps=container.session_deps,
+    )
+    _, results = await add(container, principal, session, *(active(3600 // 12) for _ in range(12)))
+    accepted = [r for r in results if r.status is Status.ACCEPTED]
+    # 10 minutes of wall clock plus 5 of tolerance: 3 of the 5-minute events fit.
+    assert len(accepted) == 3
+    assert (await totals(container, principal, session.id))[0] == 900
+
+
+async def test_a_stopped_session_takes_no_activity_and_stops_once(container: Container) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    stopped = await sessions.stop(principal, session.id, deps=container.session_deps)
+    assert stopped.end_time is not None
+    assert stopped.status.value == "stopped"
+    with pytest.raises(SessionStopped):
+        await sessions.stop(principal, session.id, deps=container.session_deps)
+    with pytest.raises(SessionStopped):
+        await add(container, principal, session, active(60))
+
+
+async def test_another_users_session_does_not_exist_for_them(container: Container) -> None:
+    owner = await member(container)
+    issued = await organizations.invite(
+        owner, Role.EMPLOYEE, uow_factory=container.database, clock=container.clock
+    )
+    employee_pair = await register(
+        container,
+        Registration(
+            email=email(),
+            password=PASSWORD,
+            name="E",
+            organization_id=owner.organization_id,
+            invite_token=issued.invite_token,
+        ),
+    )
+    employee = await authenticate(container, employee_pair.access_token)
+    stranger = await member(container)
+    session = await started(container, owner)
+    for outsider in (employee, stranger):
+        with pytest.raises(SessionNotFound):
+            await sessions.get(outsider, session.id, deps=container.session_deps)
+        with pytest.raises(SessionNotFound):
+            await add(container, outsider, session, active(60))
+        with pytest.raises(SessionNotFound):
+            await sessions.stop(outsider, session.id, deps=container.session_deps)
+    employees_session = await started(container, employee)
+    seen_by_owner = await sessions.get(owner, employees_session.id, deps=container.session_deps)
+    assert seen_by_owner.user_id == employee.user_id  # managers and up read the organization's
+    with pytest.raises(SessionNotFound):
+        await add(container, owner, employees_session, active(60))  # but write only their own
+
+
+async def test_a_project_of_another_organization_is_refused(container: Container) -> None:
+    principal, other = await member(container), await member(container)
+    theirs = await projects.create_project(
+        other,
+        name="Theirs",
+        description=None,
+        uow_factory=container.database,
+        clock=container.clock,
+    )
+    with pytest.raises(ProjectNotFound):
+        await sessions.start(
+            principal, project_id=ProjectId(theirs.id), start_time=None, deps=container.session_deps
+        )
+
+
+async def test_updates_are_announced_after_commit_only(container: Container) -> None:
+    seen: list[Event] = []
+
+    async def listener(event: Event) -> None:
+        seen.append(event)
+
+    container.notifier.listen(listener)
+    principal = await member(container)
+    session = await started(container, principal)
+    await add(container, principal, session, active(60))
+    await sessions.stop(principal, session.id, deps=container.session_deps)
+    with pytest.raises(SessionStopped):  # rolled back: nothing announced
+        await sessions.stop(principal, session.id, deps=container.session_deps)
+    await started(container, principal)
+    with pytest.raises(SessionAlreadyActive):  # rolled back: nothing announced
+        await started(container, principal)
+    mine = [e for e in seen if e.user_id == principal.user_id]
+    assert [e.payload["change"] for e in mine] == ["start", "activity", "stop", "start"]
+    assert mine[1].payload["session"]["total_active_seconds"] == 60
+
+
+async def test_activity_with_an_app_becomes_usage(container: Container) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    now = container.clock.now().replace(microsecond=0)
+    await add(
+        container,
+        principal,
+        session,
+        active(120, "app", timestamp=now, app_name="Editor"),
+        active(60, "web", timestamp=now - timedelta(minutes=5), url="https://www.github.com/a"),
+    )
+    while await ingest.derive_pending(
+        uow_factory=container.database,
+        settings_of=container.settings_of,
+        partitions=container.partitions,
+    ):
+        pass
+    rows = await ingest.intervals(
+        principal,
+        user_id=None,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=1),
+        uow_factory=container.database,
+    )
+    assert [(i.app_name, i.domain, i.end - i.start) for _, i in rows] == [
+        ("Browser", "github.com", timedelta(seconds=60)),
+        ("Editor", None, timedelta(seconds=120)),
+    ]
+    async with container.engine.connect() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count()).where(pings.c.user_id == principal.user_id)
+        )
+    assert count == 2
