@@ -267,3 +267,17 @@ async def test_activity_with_an_app_becomes_usage(container: Container) -> None:
             sa.select(sa.func.count()).where(pings.c.user_id == principal.user_id)
         )
     assert count == 2
+
+
+async def test_silent_sessions_are_closed_at_their_last_sign_of_life(container: Container) -> None:
+    principal = await member(container)
+    session = await started(container, principal)  # three hours ago
+    last = container.clock.now().replace(microsecond=0) - timedelta(hours=2, minutes=30)
+    await add(container, principal, session, active(60, "old", timestamp=last))
+    closed = await sessions.close_stale(principal.organization_id, deps=container.session_deps)
+    assert [(s.id, s.status.value, s.end_time) for s in closed] == [(session.id, "stopped", last)]
+    again = await sessions.close_stale(principal.organization_id, deps=container.session_deps)
+    assert again == []
+    fresh = await started(container, principal)  # a new start is possible again
+    await add(container, principal, fresh, active(60))
+    assert await sessions.close_stale(principal.organization_id, deps=container.session_deps) == []

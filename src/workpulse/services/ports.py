@@ -340,6 +340,10 @@ class SessionStore(Protocol):
         self, organization_id: OrganizationId, session_id: WorkSessionId, now: datetime
     ) -> WorkSession | None: ...
 
+    async def close_stale(
+        self, organization_id: OrganizationId, cutoff: datetime
+    ) -> Sequence[WorkSession]: ...
+
     async def record(
         self, session: WorkSession, activities: Sequence[Activity]
     ) -> list[Activity]: ...

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from workpulse.domain.errors import InvalidInput, ProjectNotFound, WorkPulseError
-from workpulse.domain.ids import ProjectId, UserId, WorkSessionId
+from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import Ping, check_ping
 from workpulse.domain.roles import Principal, can_view, sees_organization
@@ -358,3 +358,19 @@ async def history(
             after=after,
             limit=limit,
         )
+
+
+async def close_stale(
+    organization_id: OrganizationId, *, deps: Dependencies
+) -> Sequence[WorkSession]:
+    """Stop the organization's sessions silent for longer than its `session_timeout_minutes`.
+
+    The seam for the scheduler's job: idempotent, one transaction, announced after commit."""
+    settings = await deps.settings_of(organization_id)
+    cutoff = deps.clock.now() - timedelta(minutes=settings.session_timeout_minutes)
+    async with deps.uow_factory() as uow:
+        closed = await uow.sessions.close_stale(organization_id, cutoff)
+        for session in closed:
+            _announce(uow, deps, session, "timeout")
+        await uow.commit()
+    return closed

@@ -151,6 +151,25 @@ class SqlSessionStore:
         ).first()
         return None if row is None else _session(row)
 
+    async def close_stale(
+        self, organization_id: OrganizationId, cutoff: datetime
+    ) -> Sequence[WorkSession]:
+        """Stop the active sessions whose last sign of life (last activity, else start) is
+        before `cutoff`; they end at that last sign of life, not at the cleanup's time."""
+        c = work_sessions.c
+        last_seen = sa.func.coalesce(c.last_activity_at, c.start_time)
+        rows = await self._conn.execute(
+            work_sessions.update()
+            .where(
+                of_tenant(work_sessions, organization_id),
+                c.status == SessionStatus.ACTIVE.value,
+                last_seen < cutoff,
+            )
+            .values(status=SessionStatus.STOPPED.value, end_time=last_seen, version=c.version + 1)
+            .returning(work_sessions)
+        )
+        return [_session(row) for row in rows]
+
     async def record(self, session: WorkSession, activities: Sequence[Activity]) -> list[Activity]:
         """Add the events not in the ledger yet; return those that were new."""
         if not activities:
