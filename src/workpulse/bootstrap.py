@@ -142,7 +142,14 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
         cache: SessionStateCache
         throttle: LoginThrottle
         if settings.redis_url:
-            redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            # health_check_interval: a pooled connection idle through a Redis restart is checked
+            # before use instead of failing the request that picks it up.
+            redis = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=5,
+                socket_connect_timeout=5,
+                health_check_interval=10,
+            )
             stack.push_async_callback(redis.aclose)
             redis_cache = RedisSessionCache(
                 redis,

@@ -215,3 +215,45 @@ async def serving(
     port = free_port()
     async with started(command, cwd=cwd, env={**env, "WORKPULSE_PORT": str(port)}, port=port) as p:
         yield p, await p.wait_until_answering()
+
+
+@asynccontextmanager
+async def redis_server(directory: Path, port: int) -> AsyncIterator[Running]:
+    """A `redis-server` of the test's own on `port`, keeping its data in `directory` with an
+    fsync'd append-only file (and no snapshots): started again on the same directory, it has
+    everything it acknowledged. Yields once it answers PING; `stop()` is a clean SHUTDOWN."""
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("`redis-server` is not on PATH (apt-get install redis-server)")
+    proc = await asyncio.create_subprocess_exec(
+        found,
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
+        *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+        *("--daemonize", "no", "--logfile", ""),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    running = Running(proc, port)
+    try:
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while True:
+            if proc.returncode is not None:
+                pytest.fail(f"redis-server exited {proc.returncode}:\n{running.output()}")
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"PING\r\n")
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.readline(), 5)
+                writer.close()
+                await writer.wait_closed()
+                if answer == b"+PONG\r\n":
+                    break
+            except OSError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"redis-server not answering within {START_TIMEOUT} s")
+            await asyncio.sleep(0.05)
+        yield running
+    finally:
+        await running.close()

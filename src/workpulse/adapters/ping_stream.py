@@ -22,8 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workpulse.domain.errors import Unavailable
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.pings import Ping
 from workpulse.services.ports import Backlogged, OwnedPing
@@ -132,7 +135,12 @@ class RedisPingQueue:
     async def submit(self, pings: Sequence[OwnedPing], *, dedupe_for: timedelta) -> Sequence[bool]:
         keys = [self._keys.stream, *(self._keys.seen(p) for p in pings)]
         ttl = max(1, int(dedupe_for.total_seconds()))
-        reply = await self._script(keys=keys, args=[self._bound, ttl, *map(encode, pings)])
+        try:
+            reply = await self._script(keys=keys, args=[self._bound, ttl, *map(encode, pings)])
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Not acknowledged, so not accepted: the client retries (503), and should the script
+            # have run after all, the retry is answered `duplicate`.
+            raise Unavailable(self._retry_after, "the ingestion queue is unavailable") from exc
         if reply == -1:
             raise Backlogged(self._retry_after)
         return [bool(flag) for flag in reply]

@@ -78,31 +78,45 @@ class RedisSessionCache(LocalSessionCache):
         await self._redis.publish(self._channel, f"user:{user_id}")
 
     async def start(self) -> None:
+        """Subscribe before serving, so no revocation published after start is missed; if Redis
+        is down now, the listener keeps trying in the background."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._channel)
-        self._listener = asyncio.create_task(self._listen(pubsub), name="session-cache-listener")
+        subscribed: PubSub | None = pubsub
+        try:
+            await pubsub.subscribe(self._channel)
+        except Exception as exc:
+            log.warning("auth invalidation channel unavailable at start: %s", exc)
+            await _close(pubsub)
+            subscribed = None
+        self._listener = asyncio.create_task(
+            self._listen(subscribed), name="session-cache-listener"
+        )
 
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):
                 await self._listener
 
-    async def _listen(self, pubsub: PubSub) -> None:
-        try:
-            while True:
-                try:
-                    async for message in pubsub.listen():
-                        self._apply(message.get("data"))
-                except (ConnectionError, OSError, TimeoutError) as exc:
-                    # While disconnected nothing is invalidated: clear everything so that the
-                    # TTL is not the only guard, then resubscribe.
-                    log.warning("auth invalidation channel lost: %s", exc)
-                    self._entries.clear()
-                    await asyncio.sleep(1)
+    async def _listen(self, pubsub: PubSub | None) -> None:
+        while True:
+            try:
+                if pubsub is None:
+                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                     await pubsub.subscribe(self._channel)
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+                async for message in pubsub.listen():
+                    self._apply(message.get("data"))
+            except asyncio.CancelledError:
+                await _close(pubsub)
+                raise
+            except Exception as exc:
+                # While disconnected nothing is invalidated: forget everything so that the TTL
+                # is not the only guard, then subscribe again.
+                log.warning("auth invalidation channel lost: %s", exc)
+                self._entries.clear()
+                await _close(pubsub)
+                pubsub = None
+                await asyncio.sleep(1)
 
     def _apply(self, data: object) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
@@ -115,3 +129,9 @@ class RedisSessionCache(LocalSessionCache):
             self.drop_session(DeviceSessionId(ident))
         elif kind == "user":
             self.drop_user(UserId(ident))
+
+
+async def _close(pubsub: PubSub | None) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

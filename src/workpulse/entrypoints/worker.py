@@ -105,7 +105,7 @@ async def _run_stream(container: Container, stopping: asyncio.Event) -> None:
             log.warning("redis unavailable, retrying", retry_in=backoff, error=str(exc))
             await _sleep_or_stop(stopping, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        except Unavailable as exc:
+        except Exception as exc:  # never let one failure end the worker: log, back off, go on
             _log_failure(exc, backoff)
             await _sleep_or_stop(stopping, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
