@@ -24,7 +24,7 @@ from workpulse.domain.errors import (
 )
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.roles import Principal, Role
-from workpulse.services import identity, members, organizations
+from workpulse.services import authentication, identity, members, organizations
 from workpulse.services.identity import Device, Registration, TokenPair
 
 PASSWORD = "a long enough password"
@@ -69,7 +69,7 @@ async def login(
 
 
 async def authenticate(container: Container, access_token: str) -> Principal:
-    found = await identity.authenticate(
+    found = await authentication.authenticate(
         access_token,
         uow_factory=container.database,
         tokens=container.tokens,
@@ -370,7 +370,7 @@ async def test_an_expired_access_token_is_refused(container: Container) -> None:
             return container.clock.now() + container.auth_policy.access_ttl + timedelta(seconds=1)
 
     with pytest.raises(InvalidToken):
-        await identity.authenticate(
+        await authentication.authenticate(
             pair.access_token,
             uow_factory=container.database,
             tokens=container.tokens,

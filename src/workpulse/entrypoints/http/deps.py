@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import Unauthenticated
 from workpulse.domain.roles import Principal
-from workpulse.services import identity
+from workpulse.services import authentication
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -27,10 +27,10 @@ async def _identity(
     request: Request,
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> identity.Identity:
+) -> authentication.Identity:
     if credentials is None:
         raise Unauthenticated("send the access token as 'Authorization: Bearer <token>'")
-    found = await identity.authenticate(
+    found = await authentication.authenticate(
         credentials.credentials,
         uow_factory=container.database,
         tokens=container.tokens,
@@ -41,7 +41,7 @@ async def _identity(
     return found
 
 
-IdentityDep = Annotated[identity.Identity, Depends(_identity)]
+IdentityDep = Annotated[authentication.Identity, Depends(_identity)]
 
 
 async def _principal(found: IdentityDep) -> Principal:
