@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -29,6 +30,7 @@ class LocalSessionCache:
         self._entries: LRUCache[DeviceSessionId, tuple[SessionState, datetime]] = LRUCache(
             maxsize=max_entries
         )
+        self._loading: dict[DeviceSessionId, asyncio.Future[SessionState]] = {}
 
     def get(self, session_id: DeviceSessionId, now: datetime) -> SessionState | None:
         entry = self._entries.get(session_id)
@@ -42,6 +44,29 @@ class LocalSessionCache:
 
     def put(self, session_id: DeviceSessionId, state: SessionState, now: datetime) -> None:
         self._entries[session_id] = (state, now)
+
+    async def get_or_load(
+        self,
+        session_id: DeviceSessionId,
+        now: datetime,
+        load: Callable[[], Awaitable[SessionState]],
+    ) -> SessionState:
+        state = self.get(session_id, now)
+        if state is not None:
+            return state
+        pending = self._loading.get(session_id)
+        if pending is None:
+
+            async def load_and_put() -> SessionState:
+                loaded = await load()
+                self.put(session_id, loaded, now)
+                return loaded
+
+            # A task of its own: a waiter that is cancelled (client gone) cancels only its wait.
+            pending = asyncio.ensure_future(load_and_put())
+            self._loading[session_id] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(session_id, None))
+        return await asyncio.shield(pending)
 
     async def forget_session(self, session_id: DeviceSessionId) -> None:
         self.drop_session(session_id)

@@ -41,8 +41,8 @@ async def authenticate(
 ) -> Identity:
     now = clock.now()
     claims = tokens.decode(access_token, now)
-    state = cache.get(claims.device_session_id, now)
-    if state is None:
+
+    async def load() -> SessionState:
         async with uow_factory(readonly=True) as uow:
             session = await uow.device_sessions.get(
                 claims.organization_id, claims.device_session_id
@@ -55,13 +55,16 @@ async def authenticate(
             )
         if session is None or user is None or session.user_id != user.id:
             raise InvalidToken()
-        state = SessionState(
+        return SessionState(
             user=user,
             active=session.active and user.is_active,
             device_id=session.device_id,
             device_ids=device_ids,
         )
-        cache.put(claims.device_session_id, state, now)
+
+    state = cache.get(claims.device_session_id, now) or await cache.get_or_load(
+        claims.device_session_id, now, load
+    )
     user = state.user
     if user.id != claims.user_id or user.organization_id != claims.organization_id:
         raise InvalidToken()

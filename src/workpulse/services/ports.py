@@ -70,6 +70,17 @@ class SessionStateCache(Protocol):
 
     def put(self, session_id: DeviceSessionId, state: SessionState, now: datetime) -> None: ...
 
+    async def get_or_load(
+        self,
+        session_id: DeviceSessionId,
+        now: datetime,
+        load: Callable[[], Awaitable[SessionState]],
+    ) -> SessionState:
+        """The cached state, or the result of `load`, which is then cached. Concurrent misses
+        for one session share a single `load`: when a busy session's entry expires, one
+        request reads the database, not every request in flight."""
+        ...
+
     async def forget_session(self, session_id: DeviceSessionId) -> None: ...
 
     async def forget_user(self, user_id: UserId) -> None: ...

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import Unauthenticated
 from workpulse.domain.roles import Principal
 from workpulse.services import authentication
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
-
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop that cost more
+    # than the rest of an authenticated request (docs/benchmarks.md).
     container: Container = request.app.state.container
     return container
 
@@ -23,22 +23,32 @@ def _container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(_container)]
 
 
-async def _identity(
-    request: Request,
-    container: ContainerDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> authentication.Identity:
-    if credentials is None:
-        raise Unauthenticated("send the access token as 'Authorization: Bearer <token>'")
-    found = await authentication.authenticate(
-        credentials.credentials,
-        uow_factory=container.database,
-        tokens=container.tokens,
-        cache=container.session_cache,
-        clock=container.clock,
-    )
-    request.state.user_id = str(found.principal.user_id)
-    return found
+class _BearerIdentity(HTTPBearer):
+    """The caller's identity from `Authorization: Bearer <access token>`.
+
+    One dependency rather than one that depends on `HTTPBearer` and on the container: FastAPI
+    resolves each node of the dependency tree at several µs per request. Being an `HTTPBearer`,
+    it is still the bearer security scheme in the OpenAPI document."""
+
+    async def __call__(self, request: Request) -> authentication.Identity:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        if credentials is None:
+            raise Unauthenticated("send the access token as 'Authorization: Bearer <token>'")
+        container: Container = request.app.state.container
+        found = await authentication.authenticate(
+            credentials.credentials,
+            uow_factory=container.database,
+            tokens=container.tokens,
+            cache=container.session_cache,
+            clock=container.clock,
+        )
+        request.state.user_id = str(found.principal.user_id)
+        return found
+
+
+_identity = _BearerIdentity(
+    auto_error=False, scheme_name="HTTPBearer", description="Access token from /auth/login"
+)
 
 
 IdentityDep = Annotated[authentication.Identity, Depends(_identity)]

@@ -30,8 +30,10 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: dict[str, HttpMetrics]) -> None:
         self.app = app
+        # Filled by the lifespan, before the first request; read per request so that no
+        # wrapper layer is needed to build this middleware late.
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +69,9 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             template = route_template(scope)
-            self.metrics.observe(scope["method"], template, status, elapsed)
+            metrics = self.metrics.get("http")
+            if metrics is not None:
+                metrics.observe(scope["method"], template, status, elapsed)
             log.info(
                 "request",
                 method=scope["method"],
