@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any, Literal, TextIO
 
+import orjson
 import structlog
 
 Format = Literal["auto", "json", "console"]
@@ -47,7 +48,10 @@ def configure(level: str = "info", fmt: Format = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+        # orjson: one access line per request is on the hot path (~3x cheaper than json.dumps).
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if as_json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
@@ -82,3 +86,7 @@ def _keep(
     _logger: object, _name: str, event: structlog.types.EventDict
 ) -> structlog.types.EventDict:
     return event
+
+
+def _orjson_text(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
