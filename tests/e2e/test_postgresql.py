@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -60,7 +61,12 @@ async def test_migrate_brings_a_fresh_database_to_head_and_running_it_again_is_h
     second = await run("migrate", cwd=tmp_path, env=_postgresql(fresh_database))
     assert second.returncode == 0, second.stderr
     assert await _versions(fresh_database) == [migrate.head()]
-    assert f'"before": "{migrate.head()}"' in second.stderr
+    (migrated,) = [
+        entry
+        for entry in map(json.loads, second.stderr.splitlines())
+        if entry["event"] == "migrated"
+    ]
+    assert migrated["before"] == migrated["after"] == migrate.head()
     assert not entries(tmp_path), "no SQLite file or secret in PostgreSQL mode"
 
 
