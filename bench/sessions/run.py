@@ -1,0 +1,199 @@
+"""bench/sessions: POST /sessions/{id}/activity on PostgreSQL, over 32 sessions and over one hot
+session, then POST /activity/batch with 100 events; req/s, p50, p99, and "counter minus ledger"
+for every session after the run (must be 0).
+
+    python3 -m uv run python bench/sessions/run.py   # ~1 min; needs wrk (apt-get install wrk)
+
+It creates a throwaway PostgreSQL database (TEST_POSTGRES_URL, default the local server),
+migrates it, starts one `workpulse api` process on a free port (default settings, JSON access
+log to a file), registers 33 users with a session each (started 20 h back, so the wall-clock
+bound never binds), and loads 127.0.0.1 only with wrk, bounded in time and in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as answer:
+        return json.loads(answer.read() or b"null")
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"workpulse api exited with {server.returncode}")
+        try:
+            call(base, "GET", "/health")
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit("workpulse api did not answer within 60 s")
+
+
+def wrk(base: str, targets: Path, args: argparse.Namespace, **env: str) -> dict[str, float]:
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
+        "--timeout=5s", "--latency", "-s", str(HERE / "activity.lua"), base,
+    ]  # fmt: skip
+    environment = {
+        **os.environ,
+        "BENCH_TARGETS": str(targets),
+        "BENCH_MAX_REQUESTS": str(args.max_requests),
+        **env,
+    }
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    out = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out) and [
+        (p, float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u])
+        for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)
+    ])  # fmt: skip
+    errors = len(re.findall(r"unexpected status", done.stderr))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": lat.get("50", 0.0),
+        "p99": lat.get("99", 0.0),
+        "requests": requests,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "logged_failures": errors,
+    }
+
+
+def psql(url: str, sql: str) -> str:
+    done = subprocess.run(
+        ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def drift(url: str) -> tuple[int, int]:
+    """(sessions checked, sessions whose counters differ from their ledger)."""
+    rows = psql(
+        url,
+        "SELECT s.total_active_seconds + s.total_idle_seconds = COALESCE((SELECT"
+        " sum(duration_seconds) FROM activity_logs a WHERE a.session_id = s.id"
+        " AND a.session_start = s.start_time), 0) FROM work_sessions s",
+    ).split()
+    return len(rows), rows.count("f")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    psql(ADMIN_URL, f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WORKPULSE_")},
+        "WORKPULSE_DATABASE_URL": url,
+        "WORKPULSE_JWT_SECRET": "bench-secret-" + "x" * 40,
+        "WORKPULSE_PORT": str(port),
+    }
+    exe = str(Path(sys.executable).with_name("workpulse"))
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run([exe, "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
+        with (workdir / "api.log").open("wb") as log:
+            server = subprocess.Popen([exe, "api"], env=env, cwd=workdir, stderr=log, stdout=log)
+            wait_ready(base, server)
+            start = (datetime.now(UTC) - timedelta(hours=20)).isoformat()
+            lines = []
+            for k in range(33):
+                registered = call(base, "POST", "/auth/register", {
+                    "email": f"bench{k}@example.com", "password": "bench password",
+                    "name": f"Bench {k}", "organization_name": f"Bench {k}",
+                })  # fmt: skip
+                token = registered["access_token"]
+                session = call(base, "POST", "/sessions/start", {"start_time": start}, token)
+                lines.append(f"{session['id']} {token}")
+            many, hot = workdir / "many.txt", workdir / "hot.txt"
+            many.write_text("\n".join(lines[:32]) + "\n")
+            hot.write_text(lines[32] + "\n")
+            wrk(base, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
+            results = {
+                "32 sessions": wrk(base, many, args),
+                "one hot session": wrk(base, hot, args),
+                "batch of 100 events, one session": wrk(
+                    base,
+                    hot,
+                    args,
+                    BENCH_PATH="/activity/batch",
+                    BENCH_BODY=json.dumps({
+                        "sessionId": lines[32].split()[0],
+                        "events": [{"activityType": "active", "durationSeconds": 1}] * 100,
+                    }),
+                ),
+            }  # fmt: skip
+        checked, differing = drift(url)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        psql(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    say(f"\nbench/sessions, {when}, load average {os.getloadavg()[0]:.2f}, "
+          f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s\n")  # fmt: skip
+    say("| load | req/s | events/s | p50 ms | p99 ms | non-2xx |")
+    say("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, r in results.items():
+        events = r["rps"] * (100 if label.startswith("batch") else 1)
+        say(f"| {label} | {r['rps']:.0f} | {events:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['non_2xx']:.0f} |")  # fmt: skip
+    say(f"\ncounter minus ledger: {differing} of {checked} sessions differ (must be 0)")
+
+
+if __name__ == "__main__":
+    main()
