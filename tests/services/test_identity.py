@@ -98,6 +98,23 @@ async def new_owner(container: Container) -> tuple[TokenPair, Principal]:
     return pair, await authenticate(container, pair.access_token)
 
 
+async def join(container: Container, owner: Principal, role: Role, name: str = "M") -> TokenPair:
+    """A new member of the owner's organization, through an invite for `role`."""
+    issued = await organizations.invite(
+        owner, role, uow_factory=container.database, clock=container.clock
+    )
+    return await register(
+        container,
+        Registration(
+            email=email(),
+            password=PASSWORD,
+            name=name,
+            organization_id=owner.organization_id,
+            invite_token=issued.invite_token,
+        ),
+    )
+
+
 async def raw_organization(container: Container) -> OrganizationId:
     async with container.engine.begin() as conn:
         found = await conn.execute(
@@ -158,28 +175,23 @@ async def test_an_invite_fixes_the_role_and_works_once(container: Container) -> 
     issued = await organizations.invite(
         owner, Role.MANAGER, uow_factory=container.database, clock=container.clock
     )
-    joined = await register(
-        container,
-        Registration(
-            email=email(),
-            password=PASSWORD,
-            name="M",
-            organization_id=owner.organization_id,
-            invite_token=issued.invite_token,
-        ),
-    )
-    assert joined.user.role is Role.MANAGER
-    with pytest.raises(InvalidInvite):
-        await register(
+
+    async def join_with_the_invite() -> TokenPair:
+        return await register(
             container,
             Registration(
                 email=email(),
                 password=PASSWORD,
-                name="Again",
+                name="M",
                 organization_id=owner.organization_id,
                 invite_token=issued.invite_token,
             ),
         )
+
+    joined = await join_with_the_invite()
+    assert joined.user.role is Role.MANAGER
+    with pytest.raises(InvalidInvite):
+        await join_with_the_invite()
 
 
 async def test_asking_for_more_than_the_invite_grants_is_refused(container: Container) -> None:
@@ -381,19 +393,7 @@ async def test_an_expired_access_token_is_refused(container: Container) -> None:
 
 async def test_a_demotion_applies_before_the_token_expires(container: Container) -> None:
     _, owner = await new_owner(container)
-    issued = await organizations.invite(
-        owner, Role.ADMIN, uow_factory=container.database, clock=container.clock
-    )
-    admin_pair = await register(
-        container,
-        Registration(
-            email=email(),
-            password=PASSWORD,
-            name="Adm",
-            organization_id=owner.organization_id,
-            invite_token=issued.invite_token,
-        ),
-    )
+    admin_pair = await join(container, owner, Role.ADMIN, "Adm")
     assert (await authenticate(container, admin_pair.access_token)).role is Role.ADMIN
     await members.update_member(
         owner,
@@ -423,19 +423,7 @@ async def test_the_last_owner_cannot_be_demoted_or_deactivated(container: Contai
 
 async def test_an_admin_cannot_demote_an_owner(container: Container) -> None:
     pair, owner = await new_owner(container)
-    issued = await organizations.invite(
-        owner, Role.ADMIN, uow_factory=container.database, clock=container.clock
-    )
-    admin_pair = await register(
-        container,
-        Registration(
-            email=email(),
-            password=PASSWORD,
-            name="Adm",
-            organization_id=owner.organization_id,
-            invite_token=issued.invite_token,
-        ),
-    )
+    admin_pair = await join(container, owner, Role.ADMIN, "Adm")
     admin = await authenticate(container, admin_pair.access_token)
     with pytest.raises(RoleNotAllowed):
         await members.update_member(
@@ -451,19 +439,7 @@ async def test_an_admin_cannot_demote_an_owner(container: Container) -> None:
 
 async def test_deactivating_a_member_ends_their_sessions(container: Container) -> None:
     _, owner = await new_owner(container)
-    issued = await organizations.invite(
-        owner, Role.EMPLOYEE, uow_factory=container.database, clock=container.clock
-    )
-    employee = await register(
-        container,
-        Registration(
-            email=email(),
-            password=PASSWORD,
-            name="E",
-            organization_id=owner.organization_id,
-            invite_token=issued.invite_token,
-        ),
-    )
+    employee = await join(container, owner, Role.EMPLOYEE, "E")
     await authenticate(container, employee.access_token)
     await members.update_member(
         owner,

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.services.test_identity import PASSWORD, authenticate, email, register
+from tests.services.test_identity import PASSWORD, authenticate, email, join, register
 from workpulse.adapters.db.tables import pings
 from workpulse.adapters.notifier import Event
 from workpulse.bootstrap import Container
@@ -22,7 +22,7 @@ from workpulse.domain.sessions import (
     SessionStopped,
     WorkSession,
 )
-from workpulse.services import ingest, organizations, projects, sessions
+from workpulse.services import ingest, projects, sessions
 from workpulse.services.identity import Registration
 from workpulse.services.sessions import ActivityInput, Status
 
@@ -168,19 +168,7 @@ async def test_a_stopped_session_takes_no_activity_and_stops_once(container: Con
 
 async def test_another_users_session_does_not_exist_for_them(container: Container) -> None:
     owner = await member(container)
-    issued = await organizations.invite(
-        owner, Role.EMPLOYEE, uow_factory=container.database, clock=container.clock
-    )
-    employee_pair = await register(
-        container,
-        Registration(
-            email=email(),
-            password=PASSWORD,
-            name="E",
-            organization_id=owner.organization_id,
-            invite_token=issued.invite_token,
-        ),
-    )
+    employee_pair = await join(container, owner, Role.EMPLOYEE, "E")
     employee = await authenticate(container, employee_pair.access_token)
     stranger = await member(container)
     session = await started(container, owner)
