@@ -38,9 +38,9 @@ from tests.conftest import (
 from tests.e2e.process import Running, environment, free_port, run, started
 from workpulse.adapters.db.engine import create_engine
 from workpulse.domain.intervals import Interval, merge, split_at
+from workpulse.domain.months import month_bounds
 from workpulse.domain.organizations import OrganizationSettings, Privacy
 from workpulse.domain.pings import Ping, check_ping
-from workpulse.services.ingest import month_bounds
 
 # The organization defaults (a new organization is created by each registration).
 DEFAULTS = OrganizationSettings()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from workpulse.domain.errors import InvalidTimezone, UserNotFound
@@ -22,6 +22,7 @@ from workpulse.domain.intervals import (
     plan_rederivation,
     rederive,
 )
+from workpulse.domain.months import month_bounds
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import FUTURE_TOLERANCE, Ping, Rejected, Rejection, check_ping
 from workpulse.domain.roles import Principal, can_view
@@ -242,15 +243,3 @@ async def intervals(
         ):
             raise UserNotFound()
         return await uow.usage.between(principal.organization_id, subject, start, end)
-
-
-def month_bounds(first: datetime, last: datetime) -> list[datetime]:
-    """Month starts (UTC) strictly inside (first, last): intervals are split there."""
-    bounds: list[datetime] = []
-    year, month = first.astimezone(UTC).year, first.astimezone(UTC).month
-    while True:
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        bound = datetime(year, month, 1, tzinfo=UTC)
-        if bound >= last:
-            return bounds
-        bounds.append(bound)

@@ -9,26 +9,15 @@ enough. SQLite has no partitions: `ensure` is a no-op there.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from workpulse.domain.months import month_start, next_month
+
 PARTITIONED = ("app_usage", "pings", "activity_logs")
 _LOCK_KEY = 0x57505054  # pg_advisory_xact_lock key: one partition creator at a time
-
-
-def month_start(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
-
-
-def next_month(start: datetime) -> datetime:
-    return (
-        datetime(start.year + 1, 1, 1, tzinfo=UTC)
-        if start.month == 12
-        else datetime(start.year, start.month + 1, 1, tzinfo=UTC)
-    )
 
 
 def partition_name(table: str, month: datetime) -> str:
