@@ -60,7 +60,10 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
-    # 0 when connecting through PgBouncer in transaction mode (no prepared statements there).
+    # "pgbouncer": the database URL points at PgBouncer in transaction pooling, where a server
+    # connection keeps no prepared statement from one transaction to the next. The statement
+    # caches are then 0 (asyncpg >= 0.31 prepares unnamed statements inside each transaction).
+    database_pooler: Literal["none", "pgbouncer"] = "none"
     db_statement_cache_size: int = Field(default=100, ge=0)
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
@@ -85,6 +88,16 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     graceful_timeout_seconds: int = Field(default=30, ge=1)
 
+    # Real time (docs/realtime.md). Socket.IO pings every interval; no pong within the timeout
+    # closes the socket. A process's sockets count as connected until `presence_ttl` after its
+    # last heartbeat (sent every third of it), so a crashed process's users go offline then.
+    realtime_ping_interval_seconds: float = Field(default=25, gt=0, le=600)
+    realtime_ping_timeout_seconds: float = Field(default=20, gt=0, le=600)
+    realtime_recheck_seconds: float = Field(default=60, gt=0, le=3600)
+    presence_ttl_seconds: float = Field(default=30, ge=0.3, le=3600)
+    presence_agent_seconds: float = Field(default=120, ge=1, le=86_400)
+    presence_flush_seconds: float = Field(default=2, gt=0, le=60)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -105,6 +118,25 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql", "postgres:", "sqlite")):
             raise ValueError("use a postgresql://… or sqlite:///… URL")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_statement_cache_behind_pgbouncer(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("database_pooler") == "pgbouncer":
+            cache = data.setdefault("db_statement_cache_size", 0)
+            if str(cache).strip() != "0":
+                raise ValueError(
+                    f"{PREFIX}DB_STATEMENT_CACHE_SIZE must be 0 (or unset) with "
+                    f"{PREFIX}DATABASE_POOLER=pgbouncer: transaction pooling keeps no prepared "
+                    "statements"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _pooler_needs_postgresql(self) -> Settings:
+        if self.database_pooler != "none" and self.embedded:
+            raise ValueError(f"{PREFIX}DATABASE_POOLER needs a postgresql:// database URL")
+        return self
 
     @model_validator(mode="after")
     def _secret_outside_embedded_mode(self) -> Settings:

@@ -257,3 +257,99 @@ async def redis_server(directory: Path, port: int) -> AsyncIterator[Running]:
         yield running
     finally:
         await running.close()
+
+
+PGBOUNCER_USER = "nobody"  # PgBouncer refuses to run as root; as root the test drops to this
+
+
+@asynccontextmanager
+async def pgbouncer(
+    directory: Path,
+    port: int,
+    *,
+    server: tuple[str, int] = ("127.0.0.1", 5432),
+    user: str = "postgres",
+    pool_size: int = 10,
+) -> AsyncIterator[Running]:
+    """A `pgbouncer` of the test's own on `port`, in transaction pooling, in front of the
+    PostgreSQL at `server` (trust auth) for every database, at most `pool_size` server
+    connections per database. Its config and auth file live in `directory`. Yields once it
+    answers a PostgreSQL startup; `stop()` is SIGTERM."""
+    found, config = _pgbouncer_files(directory, port, server, user, pool_size)
+    # It reads its files before dropping to the other user, so `directory` may stay private.
+    drop = ["-u", PGBOUNCER_USER] if os.geteuid() == 0 else []
+    proc = await asyncio.create_subprocess_exec(
+        found,
+        *drop,
+        str(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    running = Running(proc, port)
+    try:
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while not await _answers_postgresql(port):
+            if proc.returncode is not None:
+                pytest.fail(f"pgbouncer exited {proc.returncode}:\n{running.output()}")
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"pgbouncer not answering within {START_TIMEOUT} s")
+            await asyncio.sleep(0.05)
+        yield running
+    finally:
+        await running.close()
+
+
+async def _answers_postgresql(port: int) -> bool:
+    """Whether something on `port` answers an SSLRequest as a PostgreSQL server does."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(1), 5)
+        return answer in (b"N", b"S")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with suppress(OSError):
+            await writer.wait_closed()
+
+
+def _pgbouncer_files(
+    directory: Path, port: int, server: tuple[str, int], user: str, pool_size: int
+) -> tuple[str, Path]:
+    """The `pgbouncer` executable, and its config and auth files written in `directory`."""
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).is_file()), None
+    )
+    if found is None:
+        pytest.fail("`pgbouncer` is not installed (apt-get install pgbouncer)")
+    auth = directory / "userlist.txt"
+    auth.write_text(f'"{user}" ""\n')
+    config = directory / "pgbouncer.ini"
+    config.write_text(
+        "\n".join(
+            [
+                "[databases]",
+                f"* = host={server[0]} port={server[1]}",
+                "[pgbouncer]",
+                "listen_addr = 127.0.0.1",
+                f"listen_port = {port}",
+                "unix_socket_dir =",
+                "auth_type = trust",
+                f"auth_file = {auth}",
+                "pool_mode = transaction",
+                f"default_pool_size = {pool_size}",
+                "max_client_conn = 1000",
+                f"admin_users = {user}",
+                "logfile =",
+                "pidfile =",
+                "",
+            ]
+        )
+    )
+    return found, config

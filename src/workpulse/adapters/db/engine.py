@@ -40,7 +40,10 @@ def create_engine(
         return engine
     connect_args: dict[str, Any] = {
         "server_settings": {"application_name": application_name},
-        # 0 for PgBouncer in transaction mode, which cannot keep prepared statements.
+        # 0 behind PgBouncer in transaction mode, whose server connections keep no prepared
+        # statement between transactions: SQLAlchemy then prepares every statement afresh and
+        # asyncpg (>= 0.31, cache off) prepares it unnamed and runs it before the next Sync,
+        # which PgBouncer keeps on one server connection: no name to collide or go missing.
         "statement_cache_size": statement_cache_size,
         "prepared_statement_cache_size": statement_cache_size,
     }
