@@ -45,6 +45,8 @@ class Container:
     settings: Settings
     engine: AsyncEngine
     database: SqlDatabase
+    # Report reads: the read replica when WORKPULSE_DATABASE_REPLICA_URL is set, else `database`.
+    report_database: SqlDatabase
     redis: Redis | None
     clock: Clock
     hasher: Argon2Hasher
@@ -177,6 +179,17 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
         )
         redis_keys = Keys(settings.redis_prefix)
         database = SqlDatabase(engine)
+        report_database = database
+        if settings.database_replica_url:
+            replica = create_engine(
+                settings.database_replica_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                statement_cache_size=settings.db_statement_cache_size,
+                application_name=f"workpulse-{role}-reports",
+            )
+            stack.push_async_callback(replica.dispose)
+            report_database = SqlDatabase(replica)
         partitions = Partitions(engine)
         # Without Redis the database is the ping queue (pending rows); with it, a Redis Stream.
         database_queue: DatabaseQueue | None = None
@@ -206,6 +219,7 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             settings=settings,
             engine=engine,
             database=database,
+            report_database=report_database,
             partitions=partitions,
             settings_of=settings_of,
             notifier=notifier,

@@ -38,7 +38,7 @@ from tests.conftest import (
 from tests.e2e.process import Running, environment, free_port, run, started
 from workpulse.adapters.db.engine import create_engine
 from workpulse.domain.intervals import Interval, merge, split_at
-from workpulse.domain.months import month_bounds
+from workpulse.domain.months import day_bounds
 from workpulse.domain.organizations import OrganizationSettings, Privacy
 from workpulse.domain.pings import Ping, check_ping
 
@@ -365,7 +365,7 @@ def expected_intervals(pings: Sequence[Ping], now: datetime) -> list[Row]:
     """What the domain's merge rule makes of the set, split where the store splits."""
     first, last = query_range(now)
     merged = merge(pings, pulse=PULSE, join_gap=JOIN_GAP)
-    return sorted(_row(i) for i in split_at(merged, month_bounds(first, last)))
+    return sorted(_row(i) for i in split_at(merged, day_bounds(first, last)))
 
 
 def _row(interval: Interval) -> Row:

@@ -15,7 +15,7 @@ from workpulse.bootstrap import Container
 from workpulse.domain.errors import UserNotFound
 from workpulse.domain.ids import UserId
 from workpulse.domain.intervals import Interval, merge, split_at
-from workpulse.domain.months import month_bounds
+from workpulse.domain.months import day_bounds
 from workpulse.domain.pings import Ping
 from workpulse.services import ingest
 from workpulse.services.identity import Registration
@@ -83,7 +83,7 @@ async def checked(container: Container, caller: Caller, items: list[PingInput]) 
 def expected(pings: list[Ping]) -> list[Interval]:
     merged = merge(pings, pulse=PULSE, join_gap=JOIN_GAP)
     first = min(p.start for p in pings)
-    bounds = month_bounds(first - timedelta(days=1), first + timedelta(days=2))
+    bounds = day_bounds(first - timedelta(days=1), first + timedelta(days=2))
     return sorted(split_at(merged, bounds), key=lambda i: (i.start, i.device_id))
 
 

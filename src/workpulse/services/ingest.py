@@ -22,9 +22,10 @@ from workpulse.domain.intervals import (
     plan_rederivation,
     rederive,
 )
-from workpulse.domain.months import month_bounds
+from workpulse.domain.months import day_bounds
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import FUTURE_TOLERANCE, Ping, Rejected, Rejection, check_ping
+from workpulse.domain.reports import ceil_hour, floor_hour
 from workpulse.domain.roles import Principal, can_view
 from workpulse.domain.timezones import parse_timezone
 from workpulse.services.ports import (
@@ -36,6 +37,7 @@ from workpulse.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from workpulse.services.reports import refresh_rollups
 
 SettingsOf = Callable[[OrganizationId], Awaitable[OrganizationSettings]]
 
@@ -172,9 +174,13 @@ async def derive(
         moment for window, _, _ in plans.values() for moment in (window.start, window.end)
     )
     await uow.usage.lock(list(plans))
+    changed: dict[tuple[OrganizationId, UserId], tuple[datetime, datetime]] = {}
     for device, (window, pulse, join_gap) in plans.items():
         stored = await uow.usage.touching(device, window)
         plan = plan_rederivation(window, stored, pulse=pulse, join_gap=join_gap)
+        user = (device.organization_id, device.user_id)
+        low, high = changed.get(user, (plan.replace_start, plan.replace_end))
+        changed[user] = (min(low, plan.replace_start), max(high, plan.replace_end))
         await partitions.ensure([plan.replace_start, plan.replace_end])
         needed = await uow.pings.needed(device, plan)
         fresh = rederive(
@@ -182,9 +188,13 @@ async def derive(
             plan,
             pulse=pulse,
             join_gap=join_gap,
-            bounds=month_bounds(plan.replace_start, plan.replace_end),
+            bounds=day_bounds(plan.replace_start, plan.replace_end),
         )
         await uow.usage.replace(device, plan, fresh)
+    # Hourly rollups of the hours that changed, from all of each user's devices (the lock above
+    # is per user, so no other worker changes them meanwhile).
+    for (organization_id, user_id), (low, high) in changed.items():
+        await refresh_rollups(uow, organization_id, user_id, floor_hour(low), ceil_hour(high))
     return len(plans)
 
 

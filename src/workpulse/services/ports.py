@@ -19,6 +19,7 @@ from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
 from workpulse.domain.projects import Project
+from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.domain.roles import Role
 from workpulse.domain.sessions import Activity, WorkSession
 from workpulse.domain.users import Credentials, DeviceSession, Invite, User
@@ -233,6 +234,9 @@ class UnitOfWork(Protocol):
     @property
     def sessions(self) -> SessionStore: ...
 
+    @property
+    def rollups(self) -> RollupStore: ...
+
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None: ...
 
     async def commit(self) -> None: ...
@@ -277,7 +281,8 @@ class PingStore(Protocol):
 
 class UsageStore(Protocol):
     async def lock(self, devices: Sequence[DeviceKey]) -> None:
-        """Serialize re-derivation per device across workers until the transaction ends."""
+        """Serialize re-derivation per user (all of a user's devices: their hourly rollups are
+        shared) across workers until the transaction ends."""
         ...
 
     async def touching(self, device: DeviceKey, window: Window) -> Sequence[Interval]: ...
@@ -293,6 +298,57 @@ class UsageStore(Protocol):
         start: datetime,
         end: datetime,
     ) -> Sequence[tuple[UserId, Interval]]: ...
+
+
+    async def of_users(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+    ) -> Sequence[tuple[UserId, Interval]]:
+        """The intervals of the users (None: the whole organization) touching any window."""
+        ...
+
+
+# --- Reports ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserUsage:
+    user_id: UserId
+    usage: Usage
+
+
+class RollupStore(Protocol):
+    async def replace(
+        self,
+        organization_id: OrganizationId,
+        user_id: UserId,
+        start: datetime,
+        end: datetime,
+        rows: Sequence[Usage],
+    ) -> None:
+        """Replace the user's hourly rows for the hours in [start, end) (whole hours)."""
+        ...
+
+    async def read(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        start: datetime,
+        end: datetime,
+    ) -> Sequence[UserUsage]:
+        """Hourly rows of the users (None: the whole organization) for hours in [start, end)."""
+        ...
+
+    async def project_spans(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+    ) -> Mapping[UserId, Sequence[ProjectSpan]]:
+        """The users' work sessions touching any window, as spans with their project."""
+        ...
 
 
 class PartitionKeeper(Protocol):

@@ -251,7 +251,30 @@ app_usage = sa.Table(
     sa.CheckConstraint("end_time > start_time", name="positive_span"),
     sa.Index(None, "user_id", "device_id", "start_time"),
     sa.Index(None, "organization_id", "start_time"),
+    # Reports and rollups: one user's intervals from every device in a window. Stored intervals
+    # last at most a day (split at UTC midnights), so the window is a range on start_time.
+    sa.Index(None, "user_id", "start_time"),
     postgresql_partition_by="RANGE (start_time)",
+)
+
+# Hourly rollups of app_usage, kept by the workers as intervals are derived: one user's time in
+# one UTC hour per (app, domain, idle, project), in microseconds, devices flattened (a moment
+# counts once). Reports read them for whole hours and tally intervals for partial ones.
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True, server_default=random_uuid()),
+    _org_fk(),
+    _user_fk(),
+    sa.Column("hour", UtcDateTime(), nullable=False),
+    sa.Column("app_name", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=True),
+    sa.Column("idle", sa.Boolean(), nullable=False),
+    sa.Column("project_id", sa.Uuid(), nullable=True),
+    sa.Column("micros", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("micros > 0 AND micros <= 3600000000", name="micros_within_hour"),
+    sa.Index(None, "user_id", "hour"),
+    sa.Index(None, "organization_id", "hour"),
 )
 
 # Raw pings: append-only, the source of truth that intervals are derived from. `pending` marks

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workpulse.adapters.db.organizations import SqlOrganizationStore
 from workpulse.adapters.db.projects import SqlProjectStore
+from workpulse.adapters.db.rollups import SqlRollupStore
 from workpulse.adapters.db.sessions import SqlSessionStore
 from workpulse.adapters.db.usage import SqlPingStore, SqlUsageStore
 from workpulse.adapters.db.users import SqlDeviceSessionStore, SqlInviteStore, SqlUserStore
@@ -31,6 +32,7 @@ class SqlUnitOfWork:
         self.pings = SqlPingStore(conn)
         self.usage = SqlUsageStore(conn)
         self.sessions = SqlSessionStore(conn)
+        self.rollups = SqlRollupStore(conn)
 
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._callbacks.append(callback)

@@ -16,6 +16,7 @@ from workpulse.adapters.db.tables import app_usage, pings
 from workpulse.adapters.db.tenancy import of_tenant
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.intervals import Interval, Rederivation, Window
+from workpulse.domain.months import STORED_INTERVAL_MAX
 from workpulse.domain.pings import MAX_SPAN, Ping
 from workpulse.services.ports import DeviceKey, OwnedPing
 
@@ -41,7 +42,7 @@ def _owned(row: sa.Row[Any]) -> OwnedPing:
     return OwnedPing(OrganizationId(row.organization_id), UserId(row.user_id), _ping(row))
 
 
-def _interval(row: sa.Row[Any]) -> Interval:
+def _interval(row: Any) -> Interval:
     return Interval(
         device_id=row.device_id,
         app_name=row.app_name,
@@ -219,6 +220,7 @@ class SqlUsageStore:
     ) -> Sequence[tuple[UserId, Interval]]:
         query = sa.select(app_usage).where(
             of_tenant(app_usage, organization_id),
+            app_usage.c.start_time >= start - STORED_INTERVAL_MAX,
             app_usage.c.start_time < end,
             app_usage.c.end_time > start,
         )
@@ -229,7 +231,43 @@ class SqlUsageStore:
         )
         return [(UserId(row.user_id), _interval(row)) for row in rows]
 
+    async def of_users(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+    ) -> Sequence[tuple[UserId, Interval]]:
+        if not windows:
+            return []
+        # Stored intervals last at most STORED_INTERVAL_MAX, so each window is a range on
+        # start_time under (user_id, start_time): no scan of a user's whole history.
+        touching = sa.or_(
+            *(
+                sa.and_(
+                    app_usage.c.start_time >= start - STORED_INTERVAL_MAX,
+                    app_usage.c.start_time < end,
+                    app_usage.c.end_time > start,
+                )
+                for start, end in windows
+            )
+        )
+        query = sa.select(
+            app_usage.c.user_id,
+            app_usage.c.device_id,
+            app_usage.c.app_name,
+            app_usage.c.domain,
+            app_usage.c.idle,
+            app_usage.c.start_time,
+            app_usage.c.end_time,
+        ).where(of_tenant(app_usage, organization_id), touching)
+        if user_ids is not None:
+            query = query.where(app_usage.c.user_id.in_(user_ids))
+        rows = await self._conn.execute(query)
+        return [(UserId(row.user_id), _interval(row)) for row in rows]
+
 
 def _lock_key(device: DeviceKey) -> int:
-    digest = hashlib.blake2b(f"{device.user_id}/{device.device_id}".encode(), digest_size=8)
+    # Per user, not per device: a user's devices share hourly rollups, which are recomputed
+    # from all of them under this lock.
+    digest = hashlib.blake2b(f"usage/{device.user_id}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)

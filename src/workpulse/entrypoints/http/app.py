@@ -28,6 +28,7 @@ from workpulse.entrypoints.http.routes import (
     operations,
     organizations,
     projects,
+    reports,
     sessions,
     usage,
     users,
@@ -96,6 +97,7 @@ def create_app(
         auth.router,
         users.router,
         projects.router,
+        reports.router,
     ):
         app.include_router(router)
     if settings.cors_origins:

@@ -1,0 +1,130 @@
+"""Hourly usage rollups (`usage_hourly`) and the work-session spans that attribute time to
+projects."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workpulse.adapters.db.tables import usage_hourly, work_sessions
+from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.domain.ids import OrganizationId, ProjectId, UserId
+from workpulse.domain.reports import ProjectSpan, Usage
+from workpulse.services.ports import UserUsage
+
+_INSERT_CHUNK = 500
+
+
+class SqlRollupStore:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def replace(
+        self,
+        organization_id: OrganizationId,
+        user_id: UserId,
+        start: datetime,
+        end: datetime,
+        rows: Sequence[Usage],
+    ) -> None:
+        await self._conn.execute(
+            usage_hourly.delete().where(
+                of_tenant(usage_hourly, organization_id),
+                usage_hourly.c.user_id == user_id,
+                usage_hourly.c.hour >= start,
+                usage_hourly.c.hour < end,
+            )
+        )
+        values = [
+            {
+                "organization_id": organization_id,
+                "user_id": user_id,
+                "hour": row.hour,
+                "app_name": row.app_name,
+                "domain": row.domain,
+                "idle": row.idle,
+                "project_id": row.project_id,
+                "micros": row.micros,
+            }
+            for row in rows
+        ]
+        for offset in range(0, len(values), _INSERT_CHUNK):
+            await self._conn.execute(usage_hourly.insert(), values[offset : offset + _INSERT_CHUNK])
+
+    async def read(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        start: datetime,
+        end: datetime,
+    ) -> Sequence[UserUsage]:
+        # A range on hour under (user_id, hour) or (organization_id, hour).
+        query = sa.select(
+            usage_hourly.c.user_id,
+            usage_hourly.c.hour,
+            usage_hourly.c.app_name,
+            usage_hourly.c.domain,
+            usage_hourly.c.idle,
+            usage_hourly.c.project_id,
+            usage_hourly.c.micros,
+        ).where(
+            of_tenant(usage_hourly, organization_id),
+            usage_hourly.c.hour >= start,
+            usage_hourly.c.hour < end,
+        )
+        if user_ids is not None:
+            query = query.where(usage_hourly.c.user_id.in_(user_ids))
+        return [
+            UserUsage(
+                UserId(row.user_id),
+                Usage(
+                    row.hour,
+                    row.app_name,
+                    row.domain,
+                    row.idle,
+                    None if row.project_id is None else ProjectId(row.project_id),
+                    row.micros,
+                ),
+            )
+            for row in await self._conn.execute(query)
+        ]
+
+    async def project_spans(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+    ) -> Mapping[UserId, Sequence[ProjectSpan]]:
+        spans: dict[UserId, list[ProjectSpan]] = defaultdict(list)
+        if not windows:
+            return spans
+        touching = sa.or_(
+            *(
+                sa.and_(
+                    work_sessions.c.start_time < end,
+                    sa.or_(work_sessions.c.end_time.is_(None), work_sessions.c.end_time > start),
+                )
+                for start, end in windows
+            )
+        )
+        query = sa.select(
+            work_sessions.c.user_id,
+            work_sessions.c.start_time,
+            work_sessions.c.end_time,
+            work_sessions.c.project_id,
+        ).where(of_tenant(work_sessions, organization_id), touching)
+        if user_ids is not None:
+            query = query.where(work_sessions.c.user_id.in_(user_ids))
+        for row in await self._conn.execute(query.order_by(work_sessions.c.start_time)):
+            spans[UserId(row.user_id)].append(
+                ProjectSpan(
+                    row.start_time,
+                    row.end_time,
+                    None if row.project_id is None else ProjectId(row.project_id),
+                )
+            )
+        return spans

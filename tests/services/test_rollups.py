@@ -1,0 +1,121 @@
+"""Hourly rollups kept by the worker equal a tally of the stored intervals, for random usage
+arriving in random batches and orders (late pings re-derive earlier hours), on both databases."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from workpulse.bootstrap import Container
+from workpulse.domain.ids import OrganizationId, UserId
+from workpulse.domain.organizations import Organization, OrganizationSettings
+from workpulse.domain.pings import Ping
+from workpulse.domain.reports import tally
+from workpulse.domain.roles import Role
+from workpulse.domain.users import User
+from workpulse.services import ingest
+from workpulse.services.ports import OwnedPing
+
+ORIGIN = datetime(2026, 5, 31, 20, 0, tzinfo=UTC)  # crosses a UTC midnight and a month bound
+SPREAD = timedelta(hours=30)
+
+
+async def _organization_with_users(
+    container: Container, count: int
+) -> tuple[OrganizationId, list[UserId]]:
+    organization = Organization(
+        id=OrganizationId(uuid.uuid4()),
+        name="Rollups",
+        plan_type="free",
+        timezone="UTC",
+        settings=OrganizationSettings(),
+        created_at=ORIGIN,
+    )
+    users = [
+        User(
+            id=UserId(uuid.uuid4()),
+            organization_id=organization.id,
+            email=f"r{n}-{uuid.uuid4().hex[:8]}@example.com",
+            name=f"User {n}",
+            role=Role.EMPLOYEE,
+            is_active=True,
+            timezone=None,
+            created_at=ORIGIN,
+        )
+        for n in range(count)
+    ]
+    async with container.database() as uow:
+        await uow.organizations.add(organization)
+        for user in users:
+            await uow.users.add(user, "not-a-hash")
+        await uow.commit()
+    return organization.id, [u.id for u in users]
+
+
+def _random_ping(rng: random.Random, n: int) -> Ping:
+    start = ORIGIN + timedelta(seconds=rng.randrange(int(SPREAD.total_seconds())))
+    span = rng.random() < 0.3
+    return Ping(
+        device_id=rng.choice(["laptop", "desktop", "phone"]),
+        app_name=rng.choice(["Editor", "Browser", "Slack"]),
+        url=None,
+        domain=rng.choice([None, "github.com", "docs.python.org"]),
+        title=None,
+        idle=rng.random() < 0.15,
+        start=start,
+        end=start + timedelta(seconds=rng.randrange(1, 4 * 3600)) if span else None,
+        event_id=f"p{n}",
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_rollups_equal_a_tally_of_the_intervals(container: Container, seed: int) -> None:
+    rng = random.Random(seed)
+    organization_id, user_ids = await _organization_with_users(container, 2)
+    owned = [
+        OwnedPing(organization_id, rng.choice(user_ids), _random_ping(rng, n)) for n in range(600)
+    ]
+    rng.shuffle(owned)
+    for offset in range(0, len(owned), 50):  # batches, in random order: late data re-derives
+        await ingest.store_and_derive(
+            owned[offset : offset + 50],
+            uow_factory=container.database,
+            settings_of=container.settings_of,
+            partitions=container.partitions,
+        )
+
+    start, end = ORIGIN - timedelta(days=1), ORIGIN + SPREAD + timedelta(days=1)
+    async with container.database(readonly=True) as uow:
+        rollups = await uow.rollups.read(organization_id, None, start, end)
+        intervals = await uow.usage.of_users(organization_id, None, [(start, end)])
+    stored = Counter(
+        {
+            (
+                r.user_id,
+                r.usage.hour,
+                r.usage.app_name,
+                r.usage.domain,
+                r.usage.idle,
+            ): r.usage.micros
+            for r in rollups
+        }
+    )
+    assert len(stored) == len(rollups), "one row per user, hour and key"
+    expected: Counter[tuple[UserId, datetime, str, str | None, bool]] = Counter()
+    for user_id in user_ids:
+        own = [i for owner, i in intervals if owner == user_id]
+        for usage in tally(own, [], start, end):
+            expected[(user_id, usage.hour, usage.app_name, usage.domain, usage.idle)] += (
+                usage.micros
+            )
+    assert stored == expected
+    assert sum(expected.values()) > 0
+    # Devices flattened: no hour holds more than an hour of time for one user.
+    per_hour = Counter[tuple[UserId, datetime]]()
+    for (user_id, hour, *_), micros in stored.items():
+        per_hour[(user_id, hour)] += micros
+    assert max(per_hour.values()) <= 3600 * 1_000_000
