@@ -27,14 +27,22 @@ from workpulse.adapters.notifier import InProcessNotifier
 from workpulse.adapters.organization_settings import CachedOrganizationSettings
 from workpulse.adapters.passwords import Argon2Hasher
 from workpulse.adapters.ping_stream import Keys, RedisPingQueue
+from workpulse.adapters.presence import LocalPresence, RedisPresence, SightingBuffer
 from workpulse.adapters.probes import DatabaseProbe, RedisProbe
+from workpulse.adapters.realtime import EventRelay, RedisEmitter, WatchedSessionCache
 from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
 from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
 from workpulse.adapters.tokens import JwtCodec
 from workpulse.services import sessions
 from workpulse.services.health import Probe
 from workpulse.services.identity import AuthPolicy
-from workpulse.services.ports import Clock, LoginThrottle, PingQueue, SessionStateCache
+from workpulse.services.ports import (
+    Clock,
+    LoginThrottle,
+    PingQueue,
+    PresenceStore,
+    SessionStateCache,
+)
 from workpulse.settings import Settings
 
 SECRET_SUFFIX = ".jwt-secret"
@@ -65,6 +73,11 @@ class Container:
     redis_keys: Keys
     notifier: InProcessNotifier
     session_deps: sessions.Dependencies
+    # Real time: events from the notifier to Socket.IO rooms, revocations, presence.
+    relay: EventRelay
+    revocations: WatchedSessionCache
+    presence: PresenceStore
+    sightings: SightingBuffer
 
 
 def _nothing() -> None:
@@ -206,6 +219,24 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             )
         clock = SystemClock()
         notifier = InProcessNotifier()
+        # With Redis, events reach the Socket.IO servers of every API process through Redis;
+        # without, this process's server attaches itself to the relay.
+        relay = EventRelay()
+        if settings.redis_url:
+            emitter = RedisEmitter(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
+            stack.push_async_callback(emitter.close)
+            relay.attach(emitter.emit)
+        notifier.listen(relay)
+        await relay.start()
+        stack.push_async_callback(relay.stop)
+        revocations = WatchedSessionCache(
+            cache, redis, channel=f"{settings.redis_prefix}:auth:invalidate"
+        )
+        await revocations.start()
+        stack.push_async_callback(revocations.stop)
+        presence: PresenceStore = (
+            LocalPresence() if redis is None else RedisPresence(redis, prefix=settings.redis_prefix)
+        )
         settings_of = CachedOrganizationSettings(database)
         session_deps = sessions.Dependencies(
             uow_factory=database,
@@ -224,6 +255,10 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             settings_of=settings_of,
             notifier=notifier,
             session_deps=session_deps,
+            relay=relay,
+            revocations=revocations,
+            presence=presence,
+            sightings=SightingBuffer(),
             ping_queue=ping_queue,
             database_queue=database_queue,
             redis_keys=redis_keys,
@@ -231,7 +266,7 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             clock=clock,
             hasher=hasher,
             tokens=JwtCodec(jwt_secret(settings)),
-            session_cache=cache,
+            session_cache=revocations,
             throttle=throttle,
             auth_policy=AuthPolicy(
                 access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),

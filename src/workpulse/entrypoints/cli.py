@@ -75,7 +75,7 @@ def _serve_http(
     settings = settings.model_copy(update=overrides)
     application = create_app(settings, role=role, migrate=migrate, background=background)
     config = uvicorn.Config(
-        application,
+        application.state.realtime.asgi(application),  # Socket.IO at /socket.io, same port
         host=settings.host,
         port=settings.port,
         lifespan="on",

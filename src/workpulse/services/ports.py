@@ -18,6 +18,8 @@ from workpulse.domain.ids import (
 from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
+from workpulse.domain.presence import Record as PresenceRecord
+from workpulse.domain.presence import Sighting
 from workpulse.domain.projects import Project
 from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.domain.roles import Role
@@ -443,3 +445,55 @@ class Notifier(Protocol):
         organization_id: OrganizationId,
         user_id: UserId,
     ) -> None: ...
+
+
+# --- Presence ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    organization_id: OrganizationId
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """One connection of a user alive until `until`: a socket (`connection` is
+    "<process>:<socket id>") or the user's agent (`connection` is "agent", with what its latest
+    ping said)."""
+
+    user: UserRef
+    connection: str
+    until: datetime
+    sighting: Sighting | None = None
+
+
+class PresenceStore(Protocol):
+    """Live connections per user, shared by every process (Redis) or held in this one.
+
+    A user is online from the first live connection until `drop` removes the last one or
+    `expire` finds them all past their `until`; each of those transitions is reported to exactly
+    one caller, whichever process it runs in."""
+
+    async def keep_alive(self, connections: Sequence[Liveness], now: datetime) -> Sequence[UserRef]:
+        """Add or extend connections. Returns the users this made online."""
+        ...
+
+    async def drop(self, user: UserRef, connection: str, now: datetime) -> bool:
+        """Remove one connection. True when the user is offline because of it."""
+        ...
+
+    async def expire(self, now: datetime) -> Sequence[UserRef]:
+        """Mark offline the users whose connections have all expired, and return them."""
+        ...
+
+    async def records(
+        self, organization_id: OrganizationId, user_ids: Sequence[UserId], now: datetime
+    ) -> Mapping[UserId, PresenceRecord]: ...
+
+
+class AgentSightings(Protocol):
+    """The hot path's side of presence: remembers the latest ping per user in process, for a
+    background task to write at most once per user per interval."""
+
+    def saw(self, user: UserRef, sighting: Sighting) -> None: ...

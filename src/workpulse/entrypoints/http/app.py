@@ -23,10 +23,12 @@ from workpulse.entrypoints.http.metrics import (
     watch_ingestion,
 )
 from workpulse.entrypoints.http.middleware import RequestContext
+from workpulse.entrypoints.http.realtime import RealtimeServer
 from workpulse.entrypoints.http.routes import (
     auth,
     operations,
     organizations,
+    presence,
     projects,
     reports,
     sessions,
@@ -49,6 +51,9 @@ def create_app(
     background: Sequence[Background] = (),
 ) -> FastAPI:
     metrics_holder: dict[str, HttpMetrics] = {}
+    # Socket.IO: served beside the app by `realtime.asgi(app)` (the CLI does), running while
+    # the lifespan runs.
+    realtime = RealtimeServer(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +76,8 @@ def create_app(
             ]
             log.info("started", role=role, settings=describe(settings))
             try:
-                yield
+                async with realtime.running(container):
+                    yield
             finally:
                 stopping.set()
                 for task in tasks:
@@ -87,6 +93,7 @@ def create_app(
         summary="Time tracking and workforce productivity: pings in, exact reports out.",
         lifespan=lifespan,
     )
+    app.state.realtime = realtime
     errors.install(app)
     # Routes are tried in order, ~2.5 µs each (FastAPI 0.165): the agents' busiest first.
     for router in (
@@ -97,6 +104,7 @@ def create_app(
         auth.router,
         users.router,
         projects.router,
+        presence.router,
         reports.router,
     ):
         app.include_router(router)

@@ -16,7 +16,7 @@ from workpulse.domain.ids import UserId
 from workpulse.domain.pings import Rejected, Rejection
 from workpulse.entrypoints.http.deps import ContainerDep, IdentityDep
 from workpulse.entrypoints.http.errors import documented, error_response
-from workpulse.services import ingest
+from workpulse.services import ingest, presence
 from workpulse.services.ports import Backlogged
 
 router = APIRouter(prefix="/usage", tags=["usage"])
@@ -130,10 +130,11 @@ async def track(request: Request, found: IdentityDep, container: ContainerDep) -
     caller = ingest.Caller(
         principal=found.principal, device_id=found.device_id, device_ids=found.device_ids
     )
+    items = [_item(raw) for raw in raw_items]
     try:
         results = await ingest.track(
             caller,
-            [_item(raw) for raw in raw_items],
+            items,
             settings_of=container.settings_of,
             queue=container.ping_queue,
             clock=container.clock,
@@ -149,6 +150,15 @@ async def track(request: Request, found: IdentityDep, container: ContainerDep) -
     counter = request.app.state.ingest_metrics.pings
     for r in results:
         counter.labels(r.outcome.value, r.reason or "").inc()
+    # Presence: the agent is alive; only an in-memory note here, written in the background.
+    await presence.agent_pinged(
+        found.principal,
+        items,
+        results,
+        sightings=container.sightings,
+        settings_of=container.settings_of,
+        clock=container.clock,
+    )
     out = TrackOut(
         accepted=sum(r.outcome is ingest.Outcome.ACCEPTED for r in results),
         duplicates=sum(r.outcome is ingest.Outcome.DUPLICATE for r in results),
