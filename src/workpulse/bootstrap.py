@@ -21,6 +21,7 @@ from workpulse.adapters.clock import SystemClock
 from workpulse.adapters.db import migrate
 from workpulse.adapters.db.engine import create_engine
 from workpulse.adapters.db.partitions import Partitions
+from workpulse.adapters.db.retention import SqlDataLifecycle
 from workpulse.adapters.db.uow import SqlDatabase
 from workpulse.adapters.db_queue import DatabaseQueue
 from workpulse.adapters.notifier import InProcessNotifier
@@ -33,6 +34,7 @@ from workpulse.adapters.realtime import EventRelay, RedisEmitter, WatchedSession
 from workpulse.adapters.session_cache import LocalSessionCache, RedisSessionCache
 from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
 from workpulse.adapters.tokens import JwtCodec
+from workpulse.domain.retention import RetentionPolicy
 from workpulse.services import sessions
 from workpulse.services.health import Probe
 from workpulse.services.identity import AuthPolicy
@@ -55,6 +57,9 @@ class Container:
     database: SqlDatabase
     # Report reads: the read replica when WORKPULSE_DATABASE_REPLICA_URL is set, else `database`.
     report_database: SqlDatabase
+    # Retention (docs/reports.md): the policy from settings and the SQL that applies it.
+    retention: RetentionPolicy
+    lifecycle: SqlDataLifecycle
     redis: Redis | None
     clock: Clock
     hasher: Argon2Hasher
@@ -251,6 +256,13 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             engine=engine,
             database=database,
             report_database=report_database,
+            retention=RetentionPolicy(
+                raw_pings_days=settings.retention_raw_pings_days,
+                titles_days=settings.retention_titles_days,
+                intervals_days=settings.retention_intervals_days,
+                rollups_days=settings.retention_rollups_days,
+            ),
+            lifecycle=SqlDataLifecycle(engine),
             partitions=partitions,
             settings_of=settings_of,
             notifier=notifier,

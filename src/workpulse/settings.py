@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
+        # `WORKPULSE_RETENTION_ROLLUPS_DAYS=none` unsets an optional number (keep forever).
+        env_parse_none_str="none",
     )
 
     database_url: str | None = None
@@ -83,6 +85,13 @@ class Settings(BaseSettings):
     ingest_claim_idle_seconds: float = Field(default=30, gt=0)
     ingest_max_deliveries: int = Field(default=5, ge=1)
     ingest_batch_entries: int = Field(default=50, ge=1, le=10_000)
+
+    # Retention per data class in days (docs/reports.md); unset keeps forever. Applied by the
+    # scheduler's retention job: whole month partitions on PostgreSQL, rows on SQLite.
+    retention_raw_pings_days: int | None = Field(default=180, ge=92)
+    retention_titles_days: int | None = Field(default=30, ge=1)
+    retention_intervals_days: int | None = Field(default=730, ge=1)
+    retention_rollups_days: int | None = Field(default=None, ge=1)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

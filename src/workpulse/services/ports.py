@@ -22,6 +22,7 @@ from workpulse.domain.presence import Record as PresenceRecord
 from workpulse.domain.presence import Sighting
 from workpulse.domain.projects import Project
 from workpulse.domain.reports import ProjectSpan, Usage
+from workpulse.domain.retention import DataClass
 from workpulse.domain.roles import Role
 from workpulse.domain.sessions import Activity, WorkSession
 from workpulse.domain.users import Credentials, DeviceSession, Invite, User
@@ -497,3 +498,13 @@ class AgentSightings(Protocol):
     background task to write at most once per user per interval."""
 
     def saw(self, user: UserRef, sighting: Sighting) -> None: ...
+
+
+# --- Data lifecycle ---------------------------------------------------------------------------
+
+
+class DataLifecycle(Protocol):
+    async def expire(self, kind: DataClass, before: datetime) -> int:
+        """Remove the class's data older than `before` (titles: blank them). Returns how many
+        rows went, or partitions dropped on PostgreSQL."""
+        ...

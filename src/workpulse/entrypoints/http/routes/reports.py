@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -24,6 +24,10 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 
 Format = Literal["json", "csv"]
 DateQuery = Annotated[str, Query(description="a local day, YYYY-MM-DD")]
+# `format=csv` answers a CSV table with a header row, as an attachment.
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+}
 TzQuery = Annotated[
     str | None,
     Query(description="an IANA time zone; default: the user's, then the organization's"),
@@ -167,7 +171,9 @@ async def _day(
     )
 
 
-@router.get("/apps", response_model=AppsReport, responses=documented(401, 404, 422, 503))
+@router.get(
+    "/apps", response_model=AppsReport, responses={**documented(401, 404, 422, 503), **CSV_RESPONSE}
+)
 async def apps_report(
     found: IdentityDep,
     container: ContainerDep,
@@ -219,7 +225,11 @@ async def _domains_report(
     )
 
 
-@router.get("/domains", response_model=DomainsReport, responses=documented(401, 404, 422, 503))
+@router.get(
+    "/domains",
+    response_model=DomainsReport,
+    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
+)
 async def domains_report(
     found: IdentityDep,
     container: ContainerDep,
@@ -231,7 +241,11 @@ async def domains_report(
     return await _domains_report(found, container, day, tz, user_id, format)
 
 
-@router.get("/urls", response_model=DomainsReport, responses=documented(401, 404, 422, 503))
+@router.get(
+    "/urls",
+    response_model=DomainsReport,
+    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
+)
 async def urls_report(
     found: IdentityDep,
     container: ContainerDep,
@@ -267,7 +281,11 @@ async def daily_report(
     )
 
 
-@router.get("/range", response_model=RangeReport, responses=documented(401, 404, 422, 503))
+@router.get(
+    "/range",
+    response_model=RangeReport,
+    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
+)
 async def range_report(
     found: IdentityDep,
     container: ContainerDep,
@@ -314,7 +332,11 @@ async def range_report(
     )
 
 
-@router.get("/team", response_model=TeamReport, responses=documented(401, 403, 404, 422, 503))
+@router.get(
+    "/team",
+    response_model=TeamReport,
+    responses={**documented(401, 403, 404, 422, 503), **CSV_RESPONSE},
+)
 async def team_report(
     found: IdentityDep,
     container: ContainerDep,
