@@ -2,7 +2,7 @@
 
 The API answers once the queue holds the pings durably; the worker turns stored pings into
 intervals by re-deriving, per device, only the window a batch can change (domain/intervals.py),
-under a per-device lock, in one transaction with the bookkeeping that marks the batch done.
+under a per-user lock, in one transaction with the bookkeeping that marks the batch done.
 A replayed batch changes nothing: pings are keyed, and re-derivation is a function of the set.
 """
 
