@@ -5,16 +5,20 @@ and the users of a SIGKILLed process go offline once their presence expires."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.api import add_member, register_owner
-from tests.conftest import TEST_SECRET
+from tests.api import Member, add_member, register_owner
+from tests.conftest import TEST_SECRET, test_settings
 from tests.e2e.process import Running, environment, serving
 from tests.e2e.test_realtime import EVENT_TIMEOUT, Listener, about, listening, session_change
+from workpulse import bootstrap
+from workpulse.domain.ids import OrganizationId, UserId
 
 
 def cluster_environment(postgresql_url: str, redis_url: str) -> dict[str, str]:
@@ -102,3 +106,53 @@ async def test_the_users_of_a_killed_process_go_offline_after_the_expiry(
             presence = (await http.get("/presence", headers=owner.headers)).json()
             assert {u["user_id"]: u["status"] for u in presence["users"]}[alice.id] == "offline"
             await on_doomed.close()
+
+
+async def test_an_alert_published_by_another_process_follows_the_same_rules(
+    postgresql_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """What the scheduler's jobs will do: publish through their own container's notifier, with
+    no Socket.IO server in their process. Any event name gets the audience rule."""
+    env = cluster_environment(postgresql_url, redis_url)
+    settings = test_settings(
+        postgresql_url, redis_url=redis_url, redis_prefix=env["WORKPULSE_REDIS_PREFIX"]
+    )
+    async with (
+        serving("api", cwd=tmp_path, env=env) as (api, _),
+        httpx.AsyncClient(base_url=api.base_url, timeout=30) as http,
+        bootstrap.build(settings, role="scheduler") as scheduler,
+    ):
+        owner = await register_owner(http)
+        alice = await add_member(http, owner, "employee")
+        bob = await add_member(http, owner, "employee")
+        stranger = await register_owner(http, "Elsewhere")
+
+        async def alert(event: str, member: Member) -> None:
+            await scheduler.notifier.publish(
+                event,
+                {"alert": {"user_id": member.id, "type": event.split("_")[0].lower()}},
+                organization_id=OrganizationId(uuid.UUID(member.organization_id)),
+                user_id=UserId(uuid.UUID(member.id)),
+            )
+
+        async with (
+            listening(api.base_url, owner) as owner_socket,
+            listening(api.base_url, alice) as alice_socket,
+            listening(api.base_url, bob) as bob_socket,
+            listening(api.base_url, stranger) as stranger_socket,
+        ):
+            await alert("INACTIVE_ALERT", alice)
+            await alert("OVERTIME_ALERT", alice)
+            for socket in (owner_socket, alice_socket):
+                inactive = await socket.wait_for("INACTIVE_ALERT", alert_about(alice))
+                assert inactive == {"alert": {"user_id": alice.id, "type": "inactive"}}
+                await socket.wait_for("OVERTIME_ALERT", alert_about(alice))
+            for member, socket in ((bob, bob_socket), (stranger, stranger_socket)):
+                await alert("OVERTIME_ALERT", member)
+                await socket.wait_for("OVERTIME_ALERT", alert_about(member))
+                earlier = socket.before("OVERTIME_ALERT", alert_about(member))
+                assert [e for e, data in earlier if e.endswith("_ALERT")] == []
+
+
+def alert_about(member: Member) -> Callable[[dict[str, Any]], bool]:
+    return lambda data: bool(data["alert"]["user_id"] == member.id)
