@@ -229,6 +229,9 @@ alerts = sa.Table(
     sa.Column("acknowledged_by", sa.Uuid(), nullable=True),
     sa.Index(None, "organization_id", "created_at"),
     sa.Index(None, "user_id", "created_at"),
+    # What makes an alert once-only (an idle episode, an overtime day); see domain/alerts.py.
+    sa.Column("key", sa.String(200), nullable=True),
+    sa.Index("uq_alerts_user_id_key", "user_id", "key", unique=True),
 )
 
 # Monthly partitions on PostgreSQL (RANGE on start_time); see adapters/db/partitions.py. An
@@ -275,6 +278,9 @@ usage_hourly = sa.Table(
     sa.CheckConstraint("micros > 0 AND micros <= 3600000000", name="micros_within_hour"),
     sa.Index(None, "user_id", "hour"),
     sa.Index(None, "organization_id", "hour"),
+    # Set by the database on every write: the daily-summary job finds late data by it.
+    sa.Column("written_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Index(None, "organization_id", "written_at"),
 )
 
 # Raw pings: append-only, the source of truth that intervals are derived from. `pending` marks
@@ -305,4 +311,33 @@ pings = sa.Table(
         sqlite_where=sa.text("pending"),
     ),
     postgresql_partition_by="RANGE (start_time)",
+)
+
+# The scheduler's run log and lease (services/jobs.py): one row per (job, scheduled time), claimed
+# by INSERT ... ON CONFLICT DO NOTHING, so with several scheduler processes each run happens once.
+# `lease` is when the holder's claim (outcome running) or the retry wait (retrying) ends.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    _id(),
+    sa.Column("job", sa.String(64), nullable=False),
+    sa.Column("scheduled_for", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("lease", UtcDateTime(), nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.UniqueConstraint("job", "scheduled_for"),
+    sa.CheckConstraint(
+        "outcome IN ('running', 'retrying', 'succeeded', 'failed')", name="outcome"
+    ),
+    sa.Index(None, "scheduled_for"),
+    sa.Index(
+        "ix_job_runs_open",
+        "lease",
+        postgresql_where=sa.text("outcome IN ('running', 'retrying')"),
+        sqlite_where=sa.text("outcome IN ('running', 'retrying')"),
+    ),
 )
