@@ -330,9 +330,7 @@ job_runs = sa.Table(
     sa.Column("lease", UtcDateTime(), nullable=True),
     sa.Column("detail", sa.String(500), nullable=True),
     sa.UniqueConstraint("job", "scheduled_for"),
-    sa.CheckConstraint(
-        "outcome IN ('running', 'retrying', 'succeeded', 'failed')", name="outcome"
-    ),
+    sa.CheckConstraint("outcome IN ('running', 'retrying', 'succeeded', 'failed')", name="outcome"),
     sa.Index(None, "scheduled_for"),
     sa.Index(
         "ix_job_runs_open",
