@@ -146,7 +146,12 @@ async def until_sockets(http: httpx.AsyncClient, count: int) -> None:
 async def embedded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """`workpulse serve` with no configuration but a short presence expiry."""
     directory: Path = tmp_path_factory.mktemp("embedded-realtime")
-    env = environment(WORKPULSE_PRESENCE_TTL_SECONDS="1.5", WORKPULSE_PRESENCE_FLUSH_SECONDS="0.1")
+    env = environment(
+        WORKPULSE_PRESENCE_TTL_SECONDS="1.5",
+        WORKPULSE_PRESENCE_FLUSH_SECONDS="0.1",
+        WORKPULSE_REALTIME_PING_INTERVAL_SECONDS="7",
+        WORKPULSE_REALTIME_PING_TIMEOUT_SECONDS="6",
+    )
     async with serving("serve", cwd=directory, env=env) as (process, first):
         assert first.status_code == 200, process.output()
         yield process.base_url
@@ -320,3 +325,11 @@ async def test_pings_make_an_agent_online_and_idle_and_presence_shows_the_curren
                 if seen["status"] == "idle":
                     break
                 await asyncio.sleep(0.05)
+
+
+async def test_the_server_sets_the_ping_interval_and_timeout_it_is_configured_with(
+    embedded: str, http: httpx.AsyncClient
+) -> None:
+    owner = await register_owner(http)
+    async with listening(embedded, owner) as socket:
+        assert (socket.client.eio.ping_interval, socket.client.eio.ping_timeout) == (7, 6)
