@@ -302,7 +302,6 @@ class UsageStore(Protocol):
         end: datetime,
     ) -> Sequence[tuple[UserId, Interval]]: ...
 
-
     async def of_users(
         self,
         organization_id: OrganizationId,
