@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # "pgbouncer": the database URL points at PgBouncer in transaction pooling, where a server
     # connection keeps no prepared statement from one transaction to the next. The statement
     # caches are then 0 (asyncpg >= 0.31 prepares unnamed statements inside each transaction).
-    database_pooler: Literal["none", "pgbouncer"] = "none"
+    database_pooler: Literal["direct", "pgbouncer"] = "direct"
     db_statement_cache_size: int = Field(default=100, ge=0)
 
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pooler_needs_postgresql(self) -> Settings:
-        if self.database_pooler != "none" and self.embedded:
+        if self.database_pooler != "direct" and self.embedded:
             raise ValueError(f"{PREFIX}DATABASE_POOLER needs a postgresql:// database URL")
         return self
 

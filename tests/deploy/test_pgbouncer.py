@@ -138,7 +138,7 @@ async def test_prepared_statement_caches_fail_through_transaction_pooling(
 ) -> None:
     """The control: the direct-PostgreSQL default is wrong behind PgBouncer 1.18."""
     settings = test_settings(bouncer_url)
-    assert (settings.database_pooler, settings.db_statement_cache_size) == ("none", 100)
+    assert (settings.database_pooler, settings.db_statement_cache_size) == ("direct", 100)
     engine = bootstrap.database_engine(settings)
     try:
         error = await _reuse_on_another_server_connection(engine)
@@ -174,7 +174,8 @@ SESSION_SCOPED = [
     (r"pg_(try_)?advisory_lock(_shared)?\s*\(", "session advisory lock: use pg_advisory_xact_lock"),
     (r"pg_advisory_unlock", "session advisory unlock"),
     (r"\bLISTEN\s+\w", "LISTEN keeps a session subscription"),
-    (r"\bSET\s+(SESSION\s+)?(?!LOCAL\b)[a-z_]+\s*(=|TO\b)", "SET without LOCAL"),
+    # SET opening a statement (after a quote or `;`), not UPDATE's SET.
+    (r"[\"';]\s*SET\s+(SESSION\s+)?(?!LOCAL\b)[a-z_.]+\s*(=|TO\b)", "SET without LOCAL"),
     (r"set_config\([^)]*,\s*(false|False)\s*\)", "set_config(..., false) is session-wide"),
     (r"\bPREPARE\s+\w+\s+(AS|\()", "SQL-level PREPARE"),
     (r"\b(CREATE\s+)?TEMP(ORARY)?\s+TABLE\b", "temporary tables live in the session"),
@@ -199,13 +200,13 @@ def test_no_source_file_relies_on_postgresql_session_state() -> None:
 @pytest.mark.parametrize(
     ("environ", "outcome"),
     [
-        ({}, ("none", 100)),
+        ({}, ("direct", 100)),
         ({"WORKPULSE_DATABASE_POOLER": "pgbouncer"}, ("pgbouncer", 0)),
         (
             {"WORKPULSE_DATABASE_POOLER": "pgbouncer", "WORKPULSE_DB_STATEMENT_CACHE_SIZE": "0"},
             ("pgbouncer", 0),
         ),
-        ({"WORKPULSE_DB_STATEMENT_CACHE_SIZE": "0"}, ("none", 0)),
+        ({"WORKPULSE_DB_STATEMENT_CACHE_SIZE": "0"}, ("direct", 0)),
         (
             {"WORKPULSE_DATABASE_POOLER": "pgbouncer", "WORKPULSE_DB_STATEMENT_CACHE_SIZE": "50"},
             "WORKPULSE_DB_STATEMENT_CACHE_SIZE must be 0",
@@ -214,6 +215,7 @@ def test_no_source_file_relies_on_postgresql_session_state() -> None:
             {"WORKPULSE_DATABASE_POOLER": "pgbouncer", "WORKPULSE_DATABASE_URL": "sqlite:///x.db"},
             "WORKPULSE_DATABASE_POOLER needs a postgresql://",
         ),
+        ({"WORKPULSE_DATABASE_POOLER": "direct"}, ("direct", 100)),
         ({"WORKPULSE_DATABASE_POOLER": "odyssey"}, "WORKPULSE_DATABASE_POOLER: Input should be"),
     ],
 )
