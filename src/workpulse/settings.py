@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     retention_intervals_days: int | None = Field(default=730, ge=1)
     retention_rollups_days: int | None = Field(default=None, ge=1)
 
+    # Scheduler (docs/scheduler.md): how often a process looks for due runs, how long a claimed
+    # run is held without renewal (a crashed holder's run is taken over after it), the first
+    # retry's wait (then x4), how long the run log is kept, and a port for /metrics of a
+    # standalone `workpulse scheduler` (unset: none; `serve` shows them on its own /metrics).
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    scheduler_lease_seconds: float = Field(default=60, ge=0.5, le=3600)
+    scheduler_retry_seconds: float = Field(default=10, gt=0, le=3600)
+    scheduler_history_days: int = Field(default=30, ge=1, le=3650)
+    scheduler_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Job periods in seconds. Summaries must divide 900, so that runs fall on every zone's
+    # midnight; shorter periods are for tests and demos.
+    scheduler_summaries_seconds: int = Field(default=900, ge=1)
+    scheduler_idle_seconds: int = Field(default=60, ge=1, le=3600)
+    scheduler_overtime_seconds: int = Field(default=300, ge=1, le=1800)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     graceful_timeout_seconds: int = Field(default=30, ge=1)
@@ -119,6 +134,13 @@ class Settings(BaseSettings):
     def _no_wildcard(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if "*" in value:
             raise ValueError("list the allowed origins; '*' is refused (cookies are credentials)")
+        return value
+
+    @field_validator("scheduler_summaries_seconds")
+    @classmethod
+    def _summaries_on_midnights(cls, value: int) -> int:
+        if 900 % value:
+            raise ValueError("must divide 900 (15 minutes), so that runs fall on local midnights")
         return value
 
     @field_validator("database_url", "database_replica_url")

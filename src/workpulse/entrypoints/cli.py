@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Sequence
 from types import FrameType
 from typing import Annotated
 
@@ -12,10 +13,14 @@ import structlog
 import typer
 import uvicorn
 from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
 
 from workpulse import bootstrap
 from workpulse.adapters.db import migrate as migrations
+from workpulse.adapters.db.jobs import SqlJobRuns
 from workpulse.adapters.ping_stream import DeadLetters, Keys
+from workpulse.domain.jobs import JobRun
 from workpulse.entrypoints import logs
 from workpulse.entrypoints.http.app import Background, create_app
 from workpulse.entrypoints.scheduler import run_scheduler
@@ -203,6 +208,43 @@ def deadletters_replay(
 ) -> None:
     """Put dead letters back on the ping stream, for the workers to try again."""
     _dead_letters_run("replay", ids)
+
+
+jobs = typer.Typer(help="Scheduled jobs: the run log the scheduler processes share.")
+app.add_typer(jobs, name="jobs")
+
+
+@jobs.command("list")
+def jobs_list(
+    job: Annotated[str | None, typer.Option(help="Only this job's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many runs.")] = 50,
+) -> None:
+    """The latest job runs: scheduled time, start, end, outcome, attempt, what it did or why
+    it failed."""
+    settings = _settings()
+
+    async def read() -> Sequence[JobRun]:
+        engine = bootstrap.database_engine(settings, application_name="workpulse-jobs")
+        try:
+            return await SqlJobRuns(engine).recent(job=job, limit=limit)
+        finally:
+            await engine.dispose()
+
+    runs = asyncio.run(read())
+    table = Table(title=f"job runs (latest {limit})")
+    for column in ("job", "scheduled for", "started", "finished", "outcome", "attempt", "detail"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        table.add_row(
+            run.job,
+            run.scheduled_for.isoformat(timespec="seconds"),
+            run.started_at.isoformat(timespec="seconds"),
+            "" if run.finished_at is None else run.finished_at.isoformat(timespec="seconds"),
+            run.outcome.value,
+            str(run.attempt),
+            run.error or run.detail or "",
+        )
+    Console().print(table)
 
 
 def main() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
+from uuid import UUID
 
+from workpulse.domain.alerts import Alert, SessionActivity
 from workpulse.domain.ids import (
     DeviceSessionId,
     OrganizationId,
@@ -16,6 +18,7 @@ from workpulse.domain.ids import (
     WorkSessionId,
 )
 from workpulse.domain.intervals import Interval, Rederivation, Window
+from workpulse.domain.jobs import JobRun, Outcome
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
 from workpulse.domain.presence import Record as PresenceRecord
@@ -25,6 +28,7 @@ from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.domain.retention import DataClass
 from workpulse.domain.roles import Role
 from workpulse.domain.sessions import Activity, WorkSession
+from workpulse.domain.summaries import DailySummary
 from workpulse.domain.users import Credentials, DeviceSession, Invite, User
 
 
@@ -239,6 +243,15 @@ class UnitOfWork(Protocol):
 
     @property
     def rollups(self) -> RollupStore: ...
+
+    @property
+    def alerts(self) -> AlertStore: ...
+
+    @property
+    def summaries(self) -> SummaryStore: ...
+
+    @property
+    def directory(self) -> Directory: ...
 
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None: ...
 
@@ -507,3 +520,99 @@ class DataLifecycle(Protocol):
         """Remove the class's data older than `before` (titles: blank them). Returns how many
         rows went, or partitions dropped on PostgreSQL."""
         ...
+
+
+# --- Scheduled jobs and alerts ----------------------------------------------------------------
+
+
+class JobRunStore(Protocol):
+    """The run log and lease of scheduled jobs. Each call is its own transaction: a claim must
+    be visible to every other scheduler at once, whatever the job then does."""
+
+    async def claim(
+        self, job: str, scheduled_for: datetime, *, now: datetime, lease: datetime
+    ) -> JobRun | None:
+        """Record the run as running, held until `lease`; None if it exists already."""
+        ...
+
+    async def expired(self, jobs: Sequence[str], now: datetime) -> Sequence[JobRun]:
+        """Runs of these jobs whose lease has ended: holders that died, retries now due."""
+        ...
+
+    async def take_over(self, run: JobRun, *, now: datetime, lease: datetime) -> JobRun | None:
+        """Start `run`'s next attempt if it is still as read (one caller wins)."""
+        ...
+
+    async def renew(self, run: JobRun, lease: datetime) -> bool: ...
+
+    async def finish(
+        self,
+        run: JobRun,
+        *,
+        outcome: Outcome,
+        now: datetime,
+        error: str | None,
+        detail: str | None,
+        lease: datetime | None,
+    ) -> bool:
+        """Record the attempt's end, unless another process took the run over meanwhile."""
+        ...
+
+    async def recent(self, *, job: str | None, limit: int) -> Sequence[JobRun]: ...
+
+    async def forget_before(self, moment: datetime) -> int:
+        """Delete finished runs scheduled before `moment`; returns how many."""
+        ...
+
+
+class AlertStore(Protocol):
+    async def add(self, alert: Alert) -> bool:
+        """Insert unless the user has an alert with the same key; True if inserted."""
+        ...
+
+    async def get(self, organization_id: OrganizationId, alert_id: UUID) -> Alert | None: ...
+
+    async def between(
+        self,
+        organization_id: OrganizationId,
+        user_id: UserId | None,
+        start: datetime,
+        end: datetime,
+    ) -> Sequence[Alert]: ...
+
+    async def acknowledge(
+        self, organization_id: OrganizationId, alert_id: UUID, by: UserId, now: datetime
+    ) -> Alert | None:
+        """Mark acknowledged (the first acknowledgement stays); the alert, or None."""
+        ...
+
+    async def active_sessions(self, organization_id: OrganizationId) -> Sequence[SessionActivity]:
+        """The organization's active work sessions with their latest active moment."""
+        ...
+
+
+class SummaryStore(Protocol):
+    async def upsert(self, summary: DailySummary) -> None: ...
+
+    async def get(
+        self, organization_id: OrganizationId, user_id: UserId, day: date
+    ) -> DailySummary | None: ...
+
+    async def latest(self, organization_id: OrganizationId, since: date) -> Mapping[UserId, date]:
+        """Each user's latest summarized day, among days from `since`."""
+        ...
+
+    async def changed_hours(
+        self, organization_id: OrganizationId, *, margin: timedelta, since: datetime
+    ) -> Sequence[tuple[UserId, datetime]]:
+        """(user, hour) of rollups from `since` on written after the organization's latest
+        summary was computed, less `margin` (transactions still open at that moment)."""
+        ...
+
+
+class Directory(Protocol):
+    """What jobs that go over every tenant list (the one cross-tenant read besides login)."""
+
+    async def organizations(
+        self, after: OrganizationId | None, limit: int
+    ) -> Sequence[Organization]: ...

@@ -134,14 +134,27 @@ async def day_report(
 ) -> DayReport:
     async with uow_factory(readonly=True) as uow:
         subject, zone_name, zone = await _subject_and_zone(uow, principal, user_id, tz)
-        start, end = local_day(day, zone)
-        usage = (await _collect(uow, principal.organization_id, [subject], [(start, end)]))[0]
-        names = await _project_names(uow, principal.organization_id)
+        return await user_day(uow, principal.organization_id, subject, day, zone_name, zone)
+
+
+async def user_day(
+    uow: UnitOfWork,
+    organization_id: OrganizationId,
+    user_id: UserId,
+    day: date,
+    zone_name: str,
+    zone: ZoneInfo,
+) -> DayReport:
+    """One user's local day, inside the caller's transaction and without an access check: the
+    body of `day_report`, and what the scheduler's daily summaries are made of."""
+    start, end = local_day(day, zone)
+    usage = (await _collect(uow, organization_id, [user_id], [(start, end)]))[0]
+    names = await _project_names(uow, organization_id)
     active = [u.usage for u in usage if not u.usage.idle]
     return DayReport(
         day=day,
         tz=zone_name,
-        user_id=subject,
+        user_id=user_id,
         total_seconds=seconds(sum(u.micros for u in active)),
         domain_seconds=seconds(sum(u.micros for u in active if u.domain is not None)),
         idle_seconds=seconds(sum(u.usage.micros for u in usage if u.usage.idle)),
@@ -281,6 +294,16 @@ async def _organization_zone(
     organization = await uow.organizations.get(organization_id)
     name = organization.timezone if organization is not None else "UTC"
     return name, parse_timezone(name)
+
+
+async def usage_in(
+    uow: UnitOfWork,
+    organization_id: OrganizationId,
+    user_ids: Sequence[UserId] | None,
+    windows: Sequence[tuple[datetime, datetime]],
+) -> list[list[UserUsage]]:
+    """The users' usage inside each window, as reports count it (the overtime check's read)."""
+    return await _collect(uow, organization_id, user_ids, windows)
 
 
 async def _collect(

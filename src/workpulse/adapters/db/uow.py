@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from workpulse.adapters.db.alerts import SqlAlertStore
+from workpulse.adapters.db.jobs import SqlDirectory
 from workpulse.adapters.db.organizations import SqlOrganizationStore
 from workpulse.adapters.db.projects import SqlProjectStore
 from workpulse.adapters.db.rollups import SqlRollupStore
 from workpulse.adapters.db.sessions import SqlSessionStore
+from workpulse.adapters.db.summaries import SqlSummaryStore
 from workpulse.adapters.db.usage import SqlPingStore, SqlUsageStore
 from workpulse.adapters.db.users import SqlDeviceSessionStore, SqlInviteStore, SqlUserStore
 from workpulse.domain.errors import StorageUnavailable
@@ -33,6 +36,9 @@ class SqlUnitOfWork:
         self.usage = SqlUsageStore(conn)
         self.sessions = SqlSessionStore(conn)
         self.rollups = SqlRollupStore(conn)
+        self.alerts = SqlAlertStore(conn)
+        self.summaries = SqlSummaryStore(conn)
+        self.directory = SqlDirectory(conn)
 
     def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._callbacks.append(callback)

@@ -25,6 +25,7 @@ from workpulse.entrypoints.http.metrics import (
 from workpulse.entrypoints.http.middleware import RequestContext
 from workpulse.entrypoints.http.realtime import RealtimeServer
 from workpulse.entrypoints.http.routes import (
+    alerts,
     auth,
     operations,
     organizations,
@@ -106,6 +107,7 @@ def create_app(
         projects.router,
         presence.router,
         reports.router,
+        alerts.router,
     ):
         app.include_router(router)
     if settings.cors_origins:

@@ -54,7 +54,7 @@ def upgrade() -> None:
     )
     op.add_column("alerts", sa.Column("key", sa.String(200), nullable=True))
     op.create_index("uq_alerts_user_id_key", "alerts", ["user_id", "key"], unique=True)
-    written_at = sa.Column(
+    written_at: sa.Column[object] = sa.Column(
         "written_at", UtcDateTime(), server_default=sa.func.now(), nullable=False
     )
     if op.get_bind().dialect.name == "sqlite":
