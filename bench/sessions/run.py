@@ -67,7 +67,37 @@ def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
     sys.exit("workpulse api did not answer within 60 s")
 
 
-def wrk(base: str, targets: Path, args: argparse.Namespace, **env: str) -> dict[str, float]:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def backends(url: str, name: str) -> list[int]:
+    """The PostgreSQL server processes serving the bench database (the API's pool)."""
+    rows = psql(url, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'"
+                " AND pid <> pg_backend_pid()")  # fmt: skip
+    return [int(pid) for pid in rows.split()]
+
+
+def wrk(
+    base: str,
+    targets: Path,
+    args: argparse.Namespace,
+    watched: tuple[list[int], list[int]] = ([], []),
+    **env: str,
+) -> dict[str, float]:
+    """One wrk run; with `watched` (server pids, PostgreSQL pids), their CPU per request."""
     command = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
         "--timeout=5s", "--latency", "-s", str(HERE / "activity.lua"), base,
@@ -78,7 +108,9 @@ def wrk(base: str, targets: Path, args: argparse.Namespace, **env: str) -> dict[
         "BENCH_MAX_REQUESTS": str(args.max_requests),
         **env,
     }
+    before = [cpu_seconds(pids) for pids in watched]
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    after = [cpu_seconds(pids) for pids in watched]
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -95,6 +127,8 @@ def wrk(base: str, targets: Path, args: argparse.Namespace, **env: str) -> dict[
         "requests": requests,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "logged_failures": errors,
+        "server_us": (after[0] - before[0]) / requests * 1e6,
+        "postgres_us": (after[1] - before[1]) / requests * 1e6,
     }
 
 
@@ -162,13 +196,15 @@ def main() -> None:
             many.write_text("\n".join(lines[:32]) + "\n")
             hot.write_text(lines[32] + "\n")
             wrk(base, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
+            watched = ([server.pid], backends(url, name))
             results = {
-                "32 sessions": wrk(base, many, args),
-                "one hot session": wrk(base, hot, args),
+                "32 sessions": wrk(base, many, args, watched),
+                "one hot session": wrk(base, hot, args, watched),
                 "batch of 100 events, one session": wrk(
                     base,
                     hot,
                     args,
+                    watched,
                     BENCH_PATH="/activity/batch",
                     BENCH_BODY=json.dumps({
                         "sessionId": lines[32].split()[0],
@@ -184,14 +220,18 @@ def main() -> None:
         psql(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    say(f"\nbench/sessions, {when}, load average {os.getloadavg()[0]:.2f}, "
-          f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s\n")  # fmt: skip
-    say("| load | req/s | events/s | p50 ms | p99 ms | non-2xx |")
-    say("| --- | ---: | ---: | ---: | ---: | ---: |")
+    revision = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    say(f"\nbench/sessions, {when}, git {revision}, load average {LOAD_AT_START:.2f} at start, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s\n")  # fmt: skip
+    say("| load | req/s | events/s | p50 ms | p99 ms | non-2xx | API CPU µs/req | "
+        "PostgreSQL CPU µs/req |")  # fmt: skip
+    say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, r in results.items():
         events = r["rps"] * (100 if label.startswith("batch") else 1)
         say(f"| {label} | {r['rps']:.0f} | {events:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['non_2xx']:.0f} |")  # fmt: skip
+            f"{r['non_2xx']:.0f} | {r['server_us']:.0f} | {r['postgres_us']:.0f} |")  # fmt: skip
     say(f"\ncounter minus ledger: {differing} of {checked} sessions differ (must be 0)")
 
 

@@ -3,6 +3,10 @@
 Counters change only through the store's single atomic UPDATE (`add_to_counters`), after the
 events were recorded in the ledger under a unique (session, event_id) key, all in one
 transaction: a retried or concurrent duplicate adds nothing, and no concurrent write is lost.
+A single event (the agents' usual request) takes a shorter path: the store's `record_one`
+writes the ledger row and adds to the counters together, or writes nothing, in one statement
+that is its own transaction where the database allows it, so the session's row is locked only
+inside the database and a hot session is not held up by this process between statements.
 Events with an app or URL are also stored as span pings, so the same merge rule turns them into
 usage for the app and domain reports. `SESSION_UPDATE` is published after the commit.
 """
@@ -11,10 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from workpulse.domain.errors import InvalidInput, ProjectNotFound, WorkPulseError
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
@@ -39,8 +44,8 @@ from workpulse.services.ports import (
     Notifier,
     OwnedPing,
     PartitionKeeper,
+    SessionStore,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 
 SESSION_UPDATE = "SESSION_UPDATE"
@@ -70,10 +75,43 @@ class ActivityResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `record_one` did. `open`: the session was active and the event fitted its bound;
+    `inserted`: the event was new to the ledger; `session`: the counters after adding it (set
+    exactly when something was written)."""
+
+    open: bool
+    inserted: bool
+    session: WorkSession | None
+
+
+class ActivityLedger(SessionStore, Protocol):
+    async def record_one(
+        self, session: WorkSession, activity: Activity, *, limit_seconds: int
+    ) -> Recorded:
+        """Write the event and add it to the counters, or write nothing; atomic on its own."""
+        ...
+
+
+class SessionUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def sessions(self) -> ActivityLedger: ...
+
+
+class SessionUnitOfWorkFactory(Protocol):
+    def __call__(
+        self, *, readonly: bool = False, autocommit: bool = False
+    ) -> AbstractAsyncContextManager[SessionUnitOfWork]:
+        """`autocommit=True`: each statement is its own transaction where the database allows
+        it (for a use case whose one write is a single atomic statement); elsewhere ignored."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Dependencies:
     """What every session use case needs; built once by the composition root."""
 
-    uow_factory: UnitOfWorkFactory
+    uow_factory: SessionUnitOfWorkFactory
     clock: Clock
     notifier: Notifier
     settings_of: SettingsOf
@@ -232,6 +270,8 @@ async def record(
     """Apply the events that fit, in order; every event gets a result."""
     settings = await deps.settings_of(principal.organization_id)
     now = deps.clock.now()
+    if len(events) == 1:
+        return await _record_one(principal, device_id, session_id, events[0], settings, now, deps)
     async with deps.uow_factory() as uow:
         session = await _own(uow, principal, session_id)
         if not session.active:
@@ -308,6 +348,67 @@ async def record(
             _announce(uow, deps, session, "activity")
             await uow.commit()
     return session, [r for r in results if r is not None]
+
+
+async def _record_one(
+    principal: Principal,
+    device_id: str,
+    session_id: WorkSessionId,
+    raw: ActivityInput,
+    settings: OrganizationSettings,
+    now: datetime,
+    deps: Dependencies,
+) -> tuple[WorkSession, list[ActivityResult]]:
+    """One event: no ledger read first; `record_one` writes it with the counters, or nothing.
+
+    An event without an app or URL writes nothing else, so its statement can be its own
+    transaction; one with usage also stores a ping, in the same transaction."""
+    usage = raw.app_name is not None or raw.url is not None
+    async with deps.uow_factory(autocommit=not usage) as uow:
+        session = await _own(uow, principal, session_id)
+        if not session.active:
+            raise SessionStopped()
+        try:
+            activity = _activity(raw, now)
+            check_activity(session, activity, max_duration=settings.max_activity_seconds, now=now)
+        except WorkPulseError as exc:
+            return session, [ActivityResult(Status.REJECTED, error=exc)]
+        outcome = await uow.sessions.record_one(
+            session, activity, limit_seconds=counter_limit_seconds(session, now)
+        )
+        if outcome.session is None:
+            return await _unwritten(uow, principal, session, activity, outcome)
+        ping = _as_ping(activity, device_id, outcome.session, settings, now) if usage else None
+        if ping is not None:
+            await deps.partitions.ensure([ping.start])
+            await uow.pings.add(
+                [OwnedPing(principal.organization_id, principal.user_id, ping)], pending=True
+            )
+            uow.after_commit(_woken(deps))
+        _announce(uow, deps, outcome.session, "activity")
+        await uow.commit()
+    return outcome.session, [ActivityResult(Status.ACCEPTED, activity=activity)]
+
+
+async def _unwritten(
+    uow: UnitOfWork,
+    principal: Principal,
+    session: WorkSession,
+    activity: Activity,
+    outcome: Recorded,
+) -> tuple[WorkSession, list[ActivityResult]]:
+    """Why `record_one` wrote nothing: a repeat (answered with the stored event), a session
+    stopped meanwhile (409), or no room left under the wall-clock bound."""
+    stored = await uow.sessions.recorded(session, [activity.event_id])
+    if activity.event_id in stored or outcome.open:  # open and not written: a repeat
+        earlier = stored.get(activity.event_id, activity)
+        return session, [ActivityResult(Status.DUPLICATE, activity=earlier)]
+    if not outcome.open:
+        current = await uow.sessions.get(principal.organization_id, session.id)
+        if current is None or not current.active:
+            raise SessionStopped()
+    error = ActivityOutOfBounds("the session's counters cannot exceed its wall-clock length")
+    return session, [ActivityResult(Status.REJECTED, error=error)]
 
 
 def _woken(deps: Dependencies) -> Callable[[], Any]:

@@ -1,11 +1,19 @@
 """Work sessions and their activity ledger. Counters change only by one atomic UPDATE that
-adds the new events' durations, so concurrent writers never lose an update."""
+adds the new events' durations, so concurrent writers never lose an update.
+
+The statements on the activity path are built once, at import, with bound parameters: building
+and compiling them per request cost more CPU than the rest of the request (docs/benchmarks.md).
+SQLAlchemy compiles each once per dialect and caches it; the drivers see the same SQL every
+time, so asyncpg's prepared statements are reused (and nothing depends on them: with PgBouncer
+the cache size is 0).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
@@ -13,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workpulse.adapters.db.tables import activity_logs, work_sessions
-from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.adapters.db.tenancy import MissingTenant, of_tenant
+from workpulse.adapters.db.types import UtcDateTime
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
 from workpulse.domain.sessions import (
     Activity,
@@ -22,6 +31,170 @@ from workpulse.domain.sessions import (
     SessionStatus,
     WorkSession,
 )
+from workpulse.services.sessions import Recorded
+
+_s = work_sessions.c
+_a = activity_logs.c
+_SESSION_COLUMNS = [c for c in work_sessions.c if c.name != "created_at"]
+
+
+def _param(name: str, type_: sa.types.TypeEngine[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+_ORG = _param("org", sa.Uuid())
+_SID = _param("sid", sa.Uuid())
+_START = _param("session_start", UtcDateTime())
+_ACTIVE = _param("active", sa.BigInteger())
+_IDLE = _param("idle", sa.BigInteger())
+_SPENT = _param("spent", sa.BigInteger())  # active + idle
+_LIMIT = _param("limit", sa.BigInteger())
+_LAST = _param("last", UtcDateTime())
+
+_GET = sa.select(*_SESSION_COLUMNS).where(_s.organization_id == _ORG, _s.id == _SID)
+
+# The ledger rows; a repeat of (session, event_id) inserts nothing.
+_INSERT = {
+    "postgresql": postgresql.insert(activity_logs).on_conflict_do_nothing().returning(_a.event_id),
+    "sqlite": sqlite.insert(activity_logs).on_conflict_do_nothing().returning(_a.event_id),
+}
+
+_RECORDED_COLUMNS = (
+    _a.event_id,
+    _a.activity_type,
+    _a.duration_seconds,
+    _a.timestamp,
+    _a.app_name,
+    _a.url,
+    _a.domain,
+)
+_RECORDED_WHERE = (_a.organization_id == _ORG, _a.session_id == _SID, _a.session_start == _START)
+_RECORDED: dict[str, sa.Select[Any]] = {
+    # = ANY(array): one SQL text for any number of ids (an expanding IN is a new statement,
+    # and a new prepared statement, for every list length).
+    "postgresql": sa.select(*_RECORDED_COLUMNS).where(
+        *_RECORDED_WHERE,
+        _a.event_id == sa.any_(_param("event_ids", postgresql.ARRAY(sa.String()))),
+    ),
+    "sqlite": sa.select(*_RECORDED_COLUMNS).where(
+        *_RECORDED_WHERE, _a.event_id.in_(sa.bindparam("event_ids", expanding=True))
+    ),
+}
+
+
+def _add_to_counters(latest: Any) -> sa.Update:
+    return (
+        work_sessions.update()
+        .where(
+            _s.organization_id == _ORG,
+            _s.id == _SID,
+            _s.status == SessionStatus.ACTIVE.value,
+            _s.total_active_seconds + _s.total_idle_seconds + _SPENT <= _LIMIT,
+        )
+        .values(
+            total_active_seconds=_s.total_active_seconds + _ACTIVE,
+            total_idle_seconds=_s.total_idle_seconds + _IDLE,
+            last_activity_at=latest(sa.func.coalesce(_s.last_activity_at, _LAST), _LAST),
+            version=_s.version + 1,
+        )
+        .returning(*_SESSION_COLUMNS)
+    )
+
+
+_ADD_TO_COUNTERS = {
+    "postgresql": _add_to_counters(sa.func.greatest),
+    "sqlite": _add_to_counters(sa.func.max),
+}
+
+# SQLite: whether the event fits, checked under the write lock the transaction holds.
+_FITS = sa.select(sa.literal(1)).where(
+    _s.organization_id == _ORG,
+    _s.id == _SID,
+    _s.status == SessionStatus.ACTIVE.value,
+    _s.total_active_seconds + _s.total_idle_seconds + _SPENT <= _LIMIT,
+)
+
+# PostgreSQL: one event in one statement, which may run as its own transaction. `s` locks the
+# session row if it is active and the event fits (re-checked on the newest row version after
+# waiting for a concurrent writer), `ins` writes the ledger row only then and only once per
+# (session, event_id), `upd` adds to the counters only if the row was written. Nothing is
+# written unless all of it is; the row lock is held only inside the server.
+_PG_RECORD_ONE = (
+    sa.text(
+        """
+WITH s AS (
+    SELECT id FROM work_sessions
+    WHERE organization_id = :org AND id = :sid AND status = 'active'
+      AND total_active_seconds + total_idle_seconds + :duration_seconds <= :limit
+    FOR NO KEY UPDATE
+), ins AS (
+    INSERT INTO activity_logs (organization_id, user_id, session_id, session_start, event_id,
+        activity_type, duration_seconds, app_name, url, domain, timestamp)
+    SELECT :org, :user_id, s.id, :session_start, :event_id, :activity_type, :duration_seconds,
+        :app_name, :url, :domain, :timestamp
+    FROM s
+    ON CONFLICT DO NOTHING
+    RETURNING activity_type, duration_seconds, timestamp
+), upd AS (
+    UPDATE work_sessions AS w SET
+        total_active_seconds = w.total_active_seconds
+            + CASE WHEN ins.activity_type = 'active' THEN ins.duration_seconds ELSE 0 END,
+        total_idle_seconds = w.total_idle_seconds
+            + CASE WHEN ins.activity_type = 'idle' THEN ins.duration_seconds ELSE 0 END,
+        last_activity_at = greatest(coalesce(w.last_activity_at, ins.timestamp), ins.timestamp),
+        version = w.version + 1
+    FROM ins
+    WHERE w.organization_id = :org AND w.id = :sid
+    RETURNING w.id, w.organization_id, w.user_id, w.project_id, w.status, w.start_time,
+        w.end_time, w.total_active_seconds, w.total_idle_seconds, w.last_activity_at, w.version
+)
+SELECT EXISTS (SELECT FROM s) AS open, EXISTS (SELECT FROM ins) AS inserted, upd.*
+FROM (SELECT) AS one LEFT JOIN upd ON true
+"""
+    )
+    .bindparams(
+        _ORG,
+        _SID,
+        _START,
+        _LIMIT,
+        _param("user_id", sa.Uuid()),
+        _param("event_id", sa.String()),
+        _param("activity_type", sa.String()),
+        _param("duration_seconds", sa.Integer()),
+        _param("app_name", sa.String()),
+        _param("url", sa.Text()),
+        _param("domain", sa.String()),
+        _param("timestamp", UtcDateTime()),
+    )
+    .columns(
+        sa.column("open", sa.Boolean()),
+        sa.column("inserted", sa.Boolean()),
+        *(sa.column(c.name, c.type) for c in _SESSION_COLUMNS),
+    )
+)
+
+
+def _tenant(organization_id: UUID) -> UUID:
+    """The tenant check of `of_tenant`, for the statements built once with a bound tenant."""
+    if not isinstance(organization_id, UUID):
+        raise MissingTenant("work-session statement without an organization id")
+    return organization_id
+
+
+def _ledger_row(session: WorkSession, activity: Activity) -> dict[str, Any]:
+    return {
+        "organization_id": session.organization_id,
+        "user_id": session.user_id,
+        "session_id": session.id,
+        "session_start": session.start_time,
+        "event_id": activity.event_id,
+        "activity_type": activity.activity_type.value,
+        "duration_seconds": activity.duration_seconds,
+        "app_name": activity.app_name,
+        "url": activity.url,
+        "domain": activity.domain,
+        "timestamp": activity.timestamp,
+    }
 
 
 def _session(row: sa.Row[Any]) -> WorkSession:
@@ -81,11 +254,7 @@ class SqlSessionStore:
         self, organization_id: OrganizationId, session_id: WorkSessionId
     ) -> WorkSession | None:
         row = (
-            await self._conn.execute(
-                sa.select(work_sessions).where(
-                    of_tenant(work_sessions, organization_id), work_sessions.c.id == session_id
-                )
-            )
+            await self._conn.execute(_GET, {"org": _tenant(organization_id), "sid": session_id})
         ).first()
         return None if row is None else _session(row)
 
@@ -174,32 +343,9 @@ class SqlSessionStore:
         """Add the events not in the ledger yet; return those that were new."""
         if not activities:
             return []
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        rows = [
-            {
-                "organization_id": session.organization_id,
-                "user_id": session.user_id,
-                "session_id": session.id,
-                "session_start": session.start_time,
-                "event_id": a.event_id,
-                "activity_type": a.activity_type.value,
-                "duration_seconds": a.duration_seconds,
-                "app_name": a.app_name,
-                "url": a.url,
-                "domain": a.domain,
-                "timestamp": a.timestamp,
-            }
-            for a in activities
-        ]
-        inserted = {
-            row.event_id
-            for row in await self._conn.execute(
-                insert(activity_logs)
-                .values(rows)
-                .on_conflict_do_nothing()
-                .returning(activity_logs.c.event_id)
-            )
-        }
+        _tenant(session.organization_id)
+        rows = [_ledger_row(session, a) for a in activities]
+        inserted = {row.event_id for row in await self._conn.execute(_INSERT[self._dialect], rows)}
         new = []
         for activity in activities:
             if activity.event_id in inserted:
@@ -211,12 +357,13 @@ class SqlSessionStore:
         if not event_ids:
             return {}
         rows = await self._conn.execute(
-            sa.select(activity_logs).where(
-                of_tenant(activity_logs, session.organization_id),
-                activity_logs.c.session_id == session.id,
-                activity_logs.c.session_start == session.start_time,
-                activity_logs.c.event_id.in_(list(event_ids)),
-            )
+            _RECORDED[self._dialect],
+            {
+                "org": _tenant(session.organization_id),
+                "sid": session.id,
+                "session_start": session.start_time,
+                "event_ids": list(event_ids),
+            },
         )
         return {row.event_id: _activity(row) for row in rows}
 
@@ -231,36 +378,64 @@ class SqlSessionStore:
     ) -> WorkSession | None:
         """One atomic UPDATE: add to the counters if the session is active and the new sum stays
         within `limit_seconds`. None when it is not (stopped, or over the limit)."""
-        c = work_sessions.c
-        last = (
-            sa.func.greatest(
-                sa.func.coalesce(c.last_activity_at, last_activity_at), last_activity_at
-            )
-            if self._dialect == "postgresql"
-            else sa.func.max(
-                sa.func.coalesce(c.last_activity_at, last_activity_at), last_activity_at
-            )
-        )
         row = (
             await self._conn.execute(
-                work_sessions.update()
-                .where(
-                    of_tenant(work_sessions, session.organization_id),
-                    c.id == session.id,
-                    c.status == SessionStatus.ACTIVE.value,
-                    c.total_active_seconds + c.total_idle_seconds + active_seconds + idle_seconds
-                    <= limit_seconds,
-                )
-                .values(
-                    total_active_seconds=c.total_active_seconds + active_seconds,
-                    total_idle_seconds=c.total_idle_seconds + idle_seconds,
-                    last_activity_at=last,
-                    version=c.version + 1,
-                )
-                .returning(work_sessions)
+                _ADD_TO_COUNTERS[self._dialect],
+                {
+                    "org": _tenant(session.organization_id),
+                    "sid": session.id,
+                    "active": active_seconds,
+                    "idle": idle_seconds,
+                    "spent": active_seconds + idle_seconds,
+                    "limit": limit_seconds,
+                    "last": last_activity_at,
+                },
             )
         ).first()
         return None if row is None else _session(row)
+
+    async def record_one(
+        self, session: WorkSession, activity: Activity, *, limit_seconds: int
+    ) -> Recorded:
+        """Record one event and add it to the counters, if the session is still active, the
+        event fits within `limit_seconds` and is not in the ledger yet; otherwise write nothing.
+
+        On PostgreSQL this is one statement, safe outside a transaction (it is its own). On
+        SQLite it is three, relying on the write lock of the transaction they run in."""
+        row = _ledger_row(session, activity)
+        _tenant(session.organization_id)
+        if self._dialect == "postgresql":
+            found = (
+                await self._conn.execute(
+                    _PG_RECORD_ONE,
+                    {
+                        **row,
+                        "org": row["organization_id"],
+                        "sid": session.id,
+                        "limit": limit_seconds,
+                    },
+                )
+            ).one()
+            return Recorded(
+                open=found.open,
+                inserted=found.inserted,
+                session=None if found.id is None else _session(found),
+            )
+        bounds = {"org": session.organization_id, "sid": session.id, "limit": limit_seconds}
+        fits = await self._conn.scalar(_FITS, {**bounds, "spent": activity.duration_seconds})
+        if fits is None:
+            return Recorded(open=False, inserted=False, session=None)
+        if not (await self._conn.execute(_INSERT[self._dialect], row)).first():
+            return Recorded(open=True, inserted=False, session=None)
+        active = activity.activity_type is ActivityType.ACTIVE
+        updated = await self.add_to_counters(
+            session,
+            active_seconds=activity.duration_seconds if active else 0,
+            idle_seconds=0 if active else activity.duration_seconds,
+            last_activity_at=activity.timestamp,
+            limit_seconds=limit_seconds,
+        )
+        return Recorded(open=True, inserted=True, session=updated)
 
     async def ledger_totals(self, session: WorkSession) -> tuple[int, int]:
         """(active, idle) seconds summed over the ledger: what the counters must equal."""
