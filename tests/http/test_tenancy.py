@@ -23,9 +23,11 @@ from tests import conftest
 from tests.api import PASSWORD, Member, add_member, invite, login, register_owner, unique_email
 from tests.http.contract import assert_error
 from workpulse.adapters.tokens import JwtCodec
+from workpulse.bootstrap import Container
 from workpulse.domain.ids import DeviceSessionId, OrganizationId, UserId
 from workpulse.domain.roles import Role
 from workpulse.entrypoints.http.app import create_app
+from workpulse.services import alerts
 from workpulse.services.ports import AccessClaims
 
 
@@ -40,13 +42,14 @@ class World:
     project_id: str
     session_id: str
     work_session_id: str  # the employee's active work session
+    alert_id: str = ""  # the employee's idle alert (build_world with a container)
 
     def actor(self, name: str) -> Member:
         member: Member = getattr(self, name)
         return member
 
 
-async def build_world(client: httpx.AsyncClient) -> World:
+async def build_world(client: httpx.AsyncClient, container: Container | None = None) -> World:
     owner = await register_owner(client, "Tenant A")
     employee = await add_member(client, owner, "employee")
     other_employee = await add_member(client, owner, "employee")
@@ -64,6 +67,22 @@ async def build_world(client: httpx.AsyncClient) -> World:
         headers=employee.headers,
     )
     assert started.status_code == 201, started.text
+    alert_id = ""
+    if container is not None:  # the idle check alerts on the employee's silent session
+        async with container.database(readonly=True) as uow:
+            organization = await uow.organizations.get(
+                OrganizationId(uuid.UUID(owner.organization_id))
+            )
+        assert organization is not None
+        await alerts.check_idle(
+            organization,
+            uow_factory=container.database,
+            notifier=container.notifier,
+            now=container.clock.now(),
+        )
+        listed = await client.get("/alerts", headers=employee.headers)
+        (alert,) = listed.json()["alerts"]
+        alert_id = alert["id"]
     return World(
         owner=owner,
         employee=employee,
@@ -72,6 +91,7 @@ async def build_world(client: httpx.AsyncClient) -> World:
         project_id=project.json()["id"],
         session_id=current["id"],
         work_session_id=started.json()["id"],
+        alert_id=alert_id,
     )
 
 
@@ -127,6 +147,14 @@ def _project_as_owner(w: World) -> tuple[str, str]:
 
 def _sessions_as_employee(_w: World) -> tuple[str, str]:
     return "employee", "/auth/sessions"
+
+
+def _alert(w: World) -> str:
+    return w.alert_id
+
+
+def _alerts_as_employee(_w: World) -> tuple[str, str]:
+    return "employee", "/alerts"
 
 
 MATRIX = [
@@ -216,6 +244,15 @@ MATRIX = [
         denied=("outsider", "other_employee", "owner"),
         read_back=_work_session_as_employee,
     ),
+    IdRoute(
+        "POST",
+        "/alerts/{alert_id}/ack",
+        _alert,
+        allowed=("employee", "owner"),
+        status=200,
+        denied=("outsider", "other_employee"),
+        read_back=_alerts_as_employee,
+    ),
 ]
 
 
@@ -238,9 +275,9 @@ def test_every_route_with_an_id_is_in_the_tenant_matrix(sqlite_url: str) -> None
 
 @pytest.mark.parametrize("route", MATRIX, ids=lambda route: route.label)
 async def test_outsiders_and_other_employees_get_404_where_the_rightful_member_succeeds(
-    client: httpx.AsyncClient, route: IdRoute
+    client: httpx.AsyncClient, container: Container, route: IdRoute
 ) -> None:
-    world = await build_world(client)
+    world = await build_world(client, container)
     reader, shown_at = route.read_back(world)
     before = await client.get(shown_at, headers=world.actor(reader).headers)
     assert before.status_code == 200, before.text
