@@ -12,7 +12,6 @@ delivered `max_deliveries` times without success goes to a dead-letter stream wi
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import uuid
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -77,7 +77,7 @@ return flags
 
 def encode(owned: OwnedPing) -> str:
     p = owned.ping
-    return json.dumps(
+    return orjson.dumps(
         [
             str(owned.organization_id),
             str(owned.user_id),
@@ -90,18 +90,25 @@ def encode(owned: OwnedPing) -> str:
             p.idle,
             p.start.isoformat(),
             None if p.end is None else p.end.isoformat(),
-        ],
-        separators=(",", ":"),
-    )
+        ]
+    ).decode()
 
 
 def decode(payload: bytes | str) -> list[OwnedPing]:
     found = []
-    for org, user, device, event, app, url, domain, title, idle, start, end in json.loads(payload):
+    # An entry is one request's pings: one organization and user, parsed once.
+    ids: dict[str, uuid.UUID] = {}
+    for org, user, device, event, app, url, domain, title, idle, start, end in orjson.loads(
+        payload
+    ):
+        if org not in ids:
+            ids[org] = uuid.UUID(org)
+        if user not in ids:
+            ids[user] = uuid.UUID(user)
         found.append(
             OwnedPing(
-                OrganizationId(uuid.UUID(org)),
-                UserId(uuid.UUID(user)),
+                OrganizationId(ids[org]),
+                UserId(ids[user]),
                 Ping(
                     device_id=device,
                     app_name=app,
@@ -165,7 +172,7 @@ def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> Entry:
     }
     try:
         return Entry(ident, decode(raw["p"]), raw)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
         return Entry(ident, None, raw, problem=f"undecodable entry: {exc!r}")
 
 
@@ -195,7 +202,8 @@ class StreamConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, count: int, block_ms: int) -> list[Entry]:
+    async def read(self, count: int, block_ms: int | None) -> list[Entry]:
+        """Up to `count` new entries, waiting up to `block_ms` for one (None: no wait)."""
         reply: Any = await self._redis.xreadgroup(
             GROUP, self.name, {self._stream: ">"}, count=count, block=block_ms
         )
