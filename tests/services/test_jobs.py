@@ -116,9 +116,7 @@ async def run_due(
 ) -> list[Outcome | None]:
     """One scheduler tick: claim what is due and run it to its end."""
     claimed = await jobs.claim_due([job], runs=runs, clock=clock, timing=TIMING, tried=tried)
-    return [
-        await jobs.execute(j, run, runs=runs, clock=clock, timing=TIMING) for j, run in claimed
-    ]
+    return [await jobs.execute(j, run, runs=runs, clock=clock, timing=TIMING) for j, run in claimed]
 
 
 async def log_of(runs: SqlJobRuns, name: str) -> list[JobRun]:
@@ -216,7 +214,8 @@ async def test_a_holder_that_outlived_its_lease_cannot_record_over_the_one_that_
     assert run is not None
     clock.advance(TIMING.lease)
     taken = await other.take_over(run, now=clock.now(), lease=clock.now() + TIMING.lease)
-    assert taken is not None and taken.attempt == 2
+    assert taken is not None
+    assert taken.attempt == 2
     assert not await slow.renew(run, clock.now() + TIMING.lease)
     recorded = await slow.finish(
         run, outcome=Outcome.SUCCEEDED, now=clock.now(), error=None, detail="late", lease=None
@@ -242,7 +241,8 @@ async def test_a_holder_dying_on_the_last_attempt_leaves_the_run_failed(
     assert await run_due(job, runs, clock) == []
     (run,) = await log_of(runs, job.name)
     assert (run.attempt, run.outcome) == (3, Outcome.FAILED)
-    assert run.error is not None and "lease expired" in run.error
+    assert run.error is not None
+    assert "lease expired" in run.error
     assert len(body.calls) == 2
 
 

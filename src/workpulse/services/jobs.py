@@ -195,7 +195,8 @@ def standard_jobs(deps: Dependencies, every: Every | None = None) -> list[Job]:
 
     async def daily_summaries(now: datetime) -> str:
         async def one(organization: Organization) -> int:
-            return await summaries.summarize(organization, uow_factory=deps.uow_factory, now=now)
+            written = await summaries.summarize(organization, uow_factory=deps.uow_factory, now=now)
+            return len(written)
 
         return f"{await for_each_organization(deps.uow_factory, one)} user-days summarized"
 

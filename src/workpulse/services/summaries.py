@@ -35,10 +35,14 @@ LATE_MARGIN = timedelta(minutes=10)
 
 
 async def summarize(
-    organization: Organization, *, uow_factory: UnitOfWorkFactory, now: datetime
-) -> int:
-    """Write the organization's due summaries and recompute those with late data. Returns how
-    many user-days were written."""
+    organization: Organization,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    now: datetime,
+    late_margin: timedelta = LATE_MARGIN,
+) -> list[tuple[UserId, date]]:
+    """Write the organization's due summaries and recompute those with late data. Returns the
+    user-days written, in the order they were."""
     zones: dict[UserId, tuple[str, ZoneInfo]] = {}
     work: set[tuple[UserId, date]] = set()
     oldest = now - timedelta(days=LOOKBACK_DAYS + 2)
@@ -46,7 +50,7 @@ async def summarize(
         members = await uow.users.list(organization.id)
         latest = await uow.summaries.latest(organization.id, oldest.date())
         changed = await uow.summaries.changed_hours(
-            organization.id, margin=LATE_MARGIN, since=oldest
+            organization.id, margin=late_margin, since=oldest
         )
     for member in members:
         name = member.timezone or organization.timezone
@@ -64,13 +68,14 @@ async def summarize(
         for day in days_of_hour(hour, zone):
             if current - timedelta(days=LOOKBACK_DAYS) <= day < current:
                 work.add((user_id, day))
-    for user_id, day in sorted(work, key=lambda item: (item[1], str(item[0]))):
+    ordered = sorted(work, key=lambda item: (item[1], str(item[0])))
+    for user_id, day in ordered:
         name, zone = zones[user_id]
         async with uow_factory() as uow:
             summary = await compute(uow, organization.id, user_id, day, name, zone)
             await uow.summaries.upsert(summary)
             await uow.commit()
-    return len(work)
+    return ordered
 
 
 async def compute(
