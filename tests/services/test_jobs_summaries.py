@@ -284,6 +284,6 @@ async def test_a_run_that_crashes_midway_leaves_whole_summaries_and_the_next_run
         (u.id, begin.date()) for u in users if u.id not in {s.user_id for s in present}
     )
     for user in users:
-        summary = await summary_of(container, organization.id, user.id, begin.date())
-        assert summary is not None
-        assert agrees(summary, await report_of(container, summary))
+        rerun = await summary_of(container, organization.id, user.id, begin.date())
+        assert rerun is not None
+        assert agrees(rerun, await report_of(container, rerun))
