@@ -23,7 +23,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from workpulse.domain.ids import OrganizationId, UserId
-from workpulse.domain.presence import Record, Sighting
+from workpulse.domain.presence import RawSighting, Record, Sighting
 from workpulse.services.ports import Liveness, UserRef
 
 INFO_TTL_SECONDS = 30 * 86_400
@@ -276,13 +276,13 @@ class SightingBuffer:
     """The latest ping per user since the last flush: a dict write on the hot path."""
 
     def __init__(self) -> None:
-        self._latest: dict[UserRef, Sighting] = {}
+        self._latest: dict[UserRef, RawSighting] = {}
 
-    def saw(self, user: UserRef, sighting: Sighting) -> None:
+    def saw(self, user: UserRef, sighting: RawSighting) -> None:
         current = self._latest.get(user)
-        if current is None or sighting.at >= current.at:
+        if current is None or sighting.moment >= current.moment:
             self._latest[user] = sighting
 
-    def drain(self) -> dict[UserRef, Sighting]:
+    def drain(self) -> dict[UserRef, RawSighting]:
         latest, self._latest = self._latest, {}
         return latest

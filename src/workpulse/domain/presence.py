@@ -89,6 +89,25 @@ class Sighting:
 
 
 @dataclass(frozen=True, slots=True)
+class RawSighting:
+    """A ping as the client sent it, noted on the hot path unchecked; it becomes a `Sighting`
+    (normalized, within the privacy settings) in the background. `received_at` is when the
+    server accepted it."""
+
+    app_name: str
+    url: str | None
+    domain: str | None
+    idle: bool
+    start: datetime | None
+    end: datetime | None
+    received_at: datetime
+
+    @property
+    def moment(self) -> datetime:
+        return self.end or self.start or self.received_at
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A user's stored presence. `online` is whether a live connection exists (announced with
     USER_ONLINE and not yet with USER_OFFLINE); `agent_until` is when the agent's last ping

@@ -21,8 +21,8 @@ from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.jobs import JobRun, Outcome
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
+from workpulse.domain.presence import RawSighting, Sighting
 from workpulse.domain.presence import Record as PresenceRecord
-from workpulse.domain.presence import Sighting
 from workpulse.domain.projects import Project
 from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.domain.retention import DataClass
@@ -507,9 +507,9 @@ class PresenceStore(Protocol):
 
 class AgentSightings(Protocol):
     """The hot path's side of presence: remembers the latest ping per user in process, for a
-    background task to write at most once per user per interval."""
+    background task to check and write at most once per user per interval."""
 
-    def saw(self, user: UserRef, sighting: Sighting) -> None: ...
+    def saw(self, user: UserRef, sighting: RawSighting) -> None: ...
 
 
 # --- Data lifecycle ---------------------------------------------------------------------------

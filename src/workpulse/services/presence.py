@@ -18,7 +18,7 @@ from workpulse.domain import presence
 from workpulse.domain.ids import UserId
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import Ping, Rejected, check_ping
-from workpulse.domain.presence import Sighting, Status
+from workpulse.domain.presence import RawSighting, Sighting, Status
 from workpulse.domain.roles import Principal
 from workpulse.services.ingest import ItemResult, Outcome, PingInput, SettingsOf
 from workpulse.services.ports import (
@@ -97,65 +97,70 @@ async def heartbeat(
     await _announce(notifier, presence.USER_OFFLINE, await store.expire(now), now)
 
 
-async def agent_pinged(
+def agent_pinged(
     principal: Principal,
     items: Sequence[PingInput | Rejected],
     results: Sequence[ItemResult],
     *,
     sightings: AgentSightings,
-    settings_of: SettingsOf,
     clock: Clock,
 ) -> None:
-    """Remember the latest ping of a request that were not rejected (duplicates too: the agent
-    is alive). No I/O: the settings are cached. The ping is checked again as ingestion checks
-    it, so the app name and domain are the normalized ones and privacy settings apply."""
-    accepted = [
-        item
-        for item, result in zip(items, results, strict=True)
-        if isinstance(item, PingInput) and result.outcome is not Outcome.REJECTED
-    ]
-    if not accepted:
-        return
+    """Note the latest ping of a request that was not rejected (a duplicate too: the agent is
+    alive). The hot path's whole cost: no I/O, no checking; `flush_sightings` does the rest."""
     now = clock.now()
-    latest = max(accepted, key=lambda item: _moment(item, now))
-    settings = await settings_of(principal.organization_id)
-    checked = _check(latest, settings, now)
-    if not isinstance(checked, Ping):
+    latest: PingInput | None = None
+    latest_at = now
+    for item, result in zip(items, results, strict=True):
+        if isinstance(item, PingInput) and result.outcome is not Outcome.REJECTED:
+            at = item.end_time or item.start_time or item.timestamp or now
+            if latest is None or at >= latest_at:
+                latest, latest_at = item, at
+    if latest is None:
         return
-    sighting = Sighting(
-        app_name=checked.app_name,
-        domain=checked.domain,
-        idle=checked.idle,
-        at=checked.end or checked.start,
+    sightings.saw(
+        UserRef(principal.organization_id, principal.user_id),
+        RawSighting(
+            app_name=latest.app_name,
+            url=latest.url,
+            domain=latest.domain,
+            idle=latest.idle,
+            start=latest.start_time or latest.timestamp,
+            end=latest.end_time,
+            received_at=now,
+        ),
     )
-    sightings.saw(UserRef(principal.organization_id, principal.user_id), sighting)
 
 
-def _moment(item: PingInput, now: datetime) -> datetime:
-    return item.end_time or item.start_time or item.timestamp or now
-
-
-def _check(item: PingInput, settings: OrganizationSettings, now: datetime) -> Ping | Rejected:
-    return check_ping(
-        app_name=item.app_name,
-        device_id=item.device_id or AGENT,
-        start=item.start_time or item.timestamp,
-        end=item.end_time,
-        url=item.url,
-        domain=item.domain,
-        idle=item.idle,
-        event_id=item.event_id or AGENT,
-        now=now,
+def _checked(raw: RawSighting, settings: OrganizationSettings) -> Sighting | None:
+    """The sighting as ingestion would store the ping: normalized app name and domain, the
+    organization's privacy settings applied (None if the app is excluded, or the ping is not
+    valid any more)."""
+    ping = check_ping(
+        app_name=raw.app_name,
+        device_id=AGENT,
+        start=raw.start,
+        end=raw.end,
+        url=raw.url,
+        domain=raw.domain,
+        idle=raw.idle,
+        event_id=AGENT,
+        now=raw.received_at,
         horizon=timedelta(days=settings.ping_horizon_days),
         privacy=settings.privacy,
+    )
+    if not isinstance(ping, Ping):
+        return None
+    return Sighting(
+        app_name=ping.app_name, domain=ping.domain, idle=ping.idle, at=ping.end or ping.start
     )
 
 
 async def flush_sightings(
-    seen: Mapping[UserRef, Sighting],
+    seen: Mapping[UserRef, RawSighting],
     *,
     store: PresenceStore,
     notifier: Notifier,
+    settings_of: SettingsOf,
     clock: Clock,
     agent_ttl: timedelta,
 ) -> None:
@@ -163,9 +168,11 @@ async def flush_sightings(
     if not seen:
         return
     now = clock.now()
-    made_online = await store.keep_alive(
-        [Liveness(user, AGENT, now + agent_ttl, sighting) for user, sighting in seen.items()], now
-    )
+    alive = []
+    for user, raw in seen.items():
+        sighting = _checked(raw, await settings_of(user.organization_id))
+        alive.append(Liveness(user, AGENT, now + agent_ttl, sighting))
+    made_online = await store.keep_alive(alive, now)
     await _announce(notifier, presence.USER_ONLINE, made_online, now)
 
 

@@ -216,6 +216,7 @@ class RealtimeServer:
             container.sightings.drain(),
             store=container.presence,
             notifier=container.notifier,
+            settings_of=container.settings_of,
             clock=container.clock,
             agent_ttl=timedelta(seconds=self._settings.presence_agent_seconds),
         )

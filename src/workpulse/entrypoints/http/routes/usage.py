@@ -151,13 +151,8 @@ async def track(request: Request, found: IdentityDep, container: ContainerDep) -
     for r in results:
         counter.labels(r.outcome.value, r.reason or "").inc()
     # Presence: the agent is alive; only an in-memory note here, written in the background.
-    await presence.agent_pinged(
-        found.principal,
-        items,
-        results,
-        sightings=container.sightings,
-        settings_of=container.settings_of,
-        clock=container.clock,
+    presence.agent_pinged(
+        found.principal, items, results, sightings=container.sightings, clock=container.clock
     )
     out = TrackOut(
         accepted=sum(r.outcome is ingest.Outcome.ACCEPTED for r in results),
