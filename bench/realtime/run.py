@@ -86,6 +86,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -188,6 +194,7 @@ def main() -> None:
 
         sent: dict[tuple[str, int], float] = {}
         answered: dict[tuple[str, int], float] = {}
+        cpu_before = [cpu_seconds(s.pid) for s in [*servers, clients]]
         began = time.monotonic()
         for i in range(args.events):
             org = orgs[i % len(orgs)]
@@ -205,6 +212,9 @@ def main() -> None:
             key = (result["session"]["id"], result["session"]["version"])
             sent[key], answered[key] = t_send, time.time() * 1000
         time.sleep(3)  # let the last events arrive
+        cpu_used = [
+            cpu_seconds(s.pid) - b for s, b in zip([*servers, clients], cpu_before, strict=True)
+        ]
         clients.stdin.close()
         receipts = json.loads(clients.stdout.readline())["receipts"]
         clients.wait(timeout=30)
@@ -239,6 +249,17 @@ def main() -> None:
         f"{percentile(from_answer, 0.99):.1f} | {max(from_answer):.1f} |")  # fmt: skip
     say(f"\nevents: {args.events} at {args.rate:g}/s, deliveries {len(receipts)} of {expected} "
         f"expected (mean {statistics.mean(from_send):.1f} ms)")  # fmt: skip
+    slowest: dict[tuple[str, int], float] = {}
+    for s, v, t in receipts:
+        if (s, v) in sent:
+            slowest[(s, v)] = max(slowest.get((s, v), 0.0), t - sent[(s, v)])
+    first = min(sent.values())
+    late = sorted((sent[k] - first) / 1000 for k, worst in slowest.items() if worst > 100)
+    say(f"events with a delivery over 100 ms: {len(late)} of {len(sent)}, sent at s "
+        + ", ".join(f"{t:.1f}" for t in late[:30]))  # fmt: skip
+    say(f"CPU during the events phase, s: API processes {cpu_used[0]:.2f} and {cpu_used[1]:.2f}, "
+        f"node clients {cpu_used[2]:.2f}; API CPU per delivery "
+        f"{1e6 * (cpu_used[0] + cpu_used[1]) / max(1, len(receipts)):.0f} µs")  # fmt: skip
     say("resident memory per socket, KiB: " + ", ".join(f"{g:.1f}" for g in growth)
         + f" (processes grew {rss_before} → {rss_after} KiB)")  # fmt: skip
 
