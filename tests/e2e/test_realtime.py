@@ -9,6 +9,7 @@ before it must concern X.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import socketio
+import websockets
 
 from tests.api import Member, add_member, login, register_owner
 from tests.e2e.process import environment, serving
@@ -333,3 +335,35 @@ async def test_the_server_sets_the_ping_interval_and_timeout_it_is_configured_wi
     owner = await register_owner(http)
     async with listening(embedded, owner) as socket:
         assert (socket.client.eio.ping_interval, socket.client.eio.ping_timeout) == (7, 6)
+
+
+async def test_a_client_that_stops_answering_is_dropped_by_the_ping_timeout(
+    tmp_path: Path,
+) -> None:
+    """A raw Engine.IO client that connects, authenticates, then neither reads nor writes: the
+    server closes it after ping interval + timeout, and its user goes offline."""
+    env = environment(
+        WORKPULSE_REALTIME_PING_INTERVAL_SECONDS="1",
+        WORKPULSE_REALTIME_PING_TIMEOUT_SECONDS="2",
+    )
+    async with (
+        serving("serve", cwd=tmp_path, env=env) as (server, _),
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+    ):
+        owner = await register_owner(http)
+        alice = await add_member(http, owner, "employee")
+        async with listening(server.base_url, owner) as watcher:
+            url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+            async with websockets.connect(url) as dead:
+                opened = await dead.recv()
+                assert isinstance(opened, str)
+                assert opened.startswith("0")
+                await dead.send("40" + json.dumps({"token": alice.access_token}))
+                accepted = await dead.recv()
+                assert isinstance(accepted, str)
+                assert accepted.startswith("40")
+                await watcher.wait_for("USER_ONLINE", about(alice))
+                # Silence from here on: no pong, nothing read.
+                offline = await watcher.wait_for("USER_OFFLINE", about(alice))
+            assert offline["status"] == "offline"
+            assert watcher.client.connected  # the watcher answers its pings and stays
