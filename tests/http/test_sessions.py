@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import sqlalchemy as sa
@@ -12,6 +13,14 @@ import sqlalchemy as sa
 from tests.api import PASSWORD, Member, add_member, register_owner, unique_email
 from tests.http.contract import assert_error
 from workpulse.adapters.db.engine import create_engine
+from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
+from workpulse.domain.sessions import Activity, ActivityType, SessionStatus, WorkSession
+from workpulse.entrypoints.http.routes.sessions import (
+    ActivityOut,
+    RecordedOut,
+    SessionOut,
+    recorded_json,
+)
 
 
 def two_hours_ago() -> str:
@@ -184,3 +193,70 @@ async def test_an_employee_sees_only_their_own_sessions(client: httpx.AsyncClien
     assert_error(
         await client.get(f"/sessions/{others}", headers=employee.headers), 404, "SessionNotFound"
     )
+
+
+def test_the_activity_answer_is_what_the_documented_models_would_write() -> None:
+    moment = datetime(2026, 11, 23, 15, 4, 5, 120, tzinfo=UTC)
+    for session, activity in [
+        (
+            WorkSession(
+                id=WorkSessionId(uuid.uuid4()),
+                organization_id=OrganizationId(uuid.uuid4()),
+                user_id=UserId(uuid.uuid4()),
+                project_id=ProjectId(uuid.uuid4()),
+                status=SessionStatus.STOPPED,
+                start_time=moment - timedelta(hours=1),
+                end_time=moment,
+                total_active_seconds=3000,
+                total_idle_seconds=60,
+                last_activity_at=moment,
+                version=7,
+            ),
+            Activity("e-1", ActivityType.IDLE, 60, moment, "Editor", "https://x.test/", None),
+        ),
+        (
+            WorkSession(
+                id=WorkSessionId(uuid.uuid4()),
+                organization_id=OrganizationId(uuid.uuid4()),
+                user_id=UserId(uuid.uuid4()),
+                project_id=None,
+                status=SessionStatus.ACTIVE,
+                start_time=moment.replace(microsecond=0),
+                end_time=None,
+                total_active_seconds=0,
+                total_idle_seconds=0,
+                last_activity_at=None,
+                version=1,
+            ),
+            Activity("e-2", ActivityType.ACTIVE, 1, moment, None, None, None),
+        ),
+    ]:
+        for duplicate in (False, True):
+            documented = RecordedOut(
+                session=SessionOut.of(session), activity=ActivityOut.of(activity, duplicate)
+            )
+            written = recorded_json(session, activity, duplicate=duplicate)
+            assert json.loads(written) == json.loads(documented.model_dump_json())
+
+
+async def test_a_retried_activity_answers_the_stored_event_in_utc(
+    client: httpx.AsyncClient,
+) -> None:
+    owner = await register_owner(client)
+    session_id = await start(client, owner)
+    sent = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    body = {
+        "activityType": "active",
+        "durationSeconds": 30,
+        "event_id": "retry-me",
+        "timestamp": sent.astimezone(timezone(timedelta(hours=2))).isoformat(),
+    }
+    url = f"/sessions/{session_id}/activity"
+    first = await client.post(url, json=body, headers=owner.headers)
+    again = await client.post(url, json={**body, "durationSeconds": 45}, headers=owner.headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["activity"]["timestamp"] == sent.isoformat().replace("+00:00", "Z")
+    assert first.json()["activity"]["duplicate"] is False
+    assert again.json()["activity"] == {**first.json()["activity"], "duplicate": True}
+    assert again.json()["session"]["total_active_seconds"] == 30
+    assert again.json()["session"]["version"] == 2

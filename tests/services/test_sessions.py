@@ -17,6 +17,7 @@ from workpulse.domain.errors import ProjectNotFound
 from workpulse.domain.ids import ProjectId
 from workpulse.domain.roles import Principal, Role
 from workpulse.domain.sessions import (
+    ActivityOutOfBounds,
     SessionAlreadyActive,
     SessionNotFound,
     SessionStopped,
@@ -269,3 +270,81 @@ async def test_silent_sessions_are_closed_at_their_last_sign_of_life(container: 
     fresh = await started(container, principal)  # a new start is possible again
     await add(container, principal, fresh, active(60))
     assert await sessions.close_stale(principal.organization_id, deps=container.session_deps) == []
+
+
+async def test_one_event_that_does_not_fit_writes_nothing_but_a_retry_still_answers(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await sessions.start(
+        principal,
+        project_id=None,
+        start_time=container.clock.now() - timedelta(minutes=10),
+        deps=container.session_deps,
+    )
+    _, (first,) = await add(container, principal, session, active(600, "first"))
+    assert first.status is Status.ACCEPTED
+    # 10 minutes of wall clock plus 5 of tolerance: 600 s are in, 301 more do not fit.
+    _, (late,) = await add(container, principal, session, active(301, "late"))
+    assert late.status is Status.REJECTED
+    assert isinstance(late.error, ActivityOutOfBounds)
+    _, (again,) = await add(container, principal, session, active(600, "first"))
+    assert again.status is Status.DUPLICATE
+    assert again.activity is not None
+    assert again.activity.duration_seconds == 600
+    assert await totals(container, principal, session.id) == (600, 0, 2)
+    async with container.database(readonly=True) as uow:
+        current = await uow.sessions.get(principal.organization_id, session.id)
+        assert current is not None
+        assert await uow.sessions.ledger_totals(current) == (600, 0)
+
+
+async def test_one_event_with_an_app_is_counted_and_becomes_usage_in_one_transaction(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    now = container.clock.now().replace(microsecond=0)
+    results = await asyncio.gather(
+        *(
+            add(container, principal, session, active(30, "e", timestamp=now, app_name="Editor"))
+            for _ in range(5)
+        ),
+        add(container, principal, session, ActivityInput("idle", 20, app_name="Editor")),
+    )
+    statuses = sorted(r[1][0].status.value for r in results)
+    assert statuses == ["accepted", "accepted"] + ["duplicate"] * 4
+    assert await totals(container, principal, session.id) == (30, 20, 3)
+    async with container.engine.connect() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count()).where(pings.c.user_id == principal.user_id)
+        )
+    assert count == 2
+
+
+async def test_activity_racing_a_stop_is_counted_exactly_or_refused(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+
+    async def one(k: int) -> object:
+        try:
+            return await add(container, principal, session, active(10, f"r{k}"))
+        except SessionStopped as exc:
+            return exc
+
+    outcomes = await asyncio.gather(
+        *(one(k) for k in range(20)),
+        sessions.stop(principal, session.id, deps=container.session_deps),
+        *(one(k) for k in range(20, 40)),
+    )
+    accepted = [o for o in outcomes if isinstance(o, tuple) and o[1][0].status is Status.ACCEPTED]
+    refused = [o for o in outcomes if isinstance(o, SessionStopped)]
+    assert len(accepted) + len(refused) == 40
+    async with container.database(readonly=True) as uow:
+        final = await uow.sessions.get(principal.organization_id, session.id)
+        assert final is not None
+        assert final.status.value == "stopped"
+        assert final.total_active_seconds == 10 * len(accepted)
+        assert await uow.sessions.ledger_totals(final) == (10 * len(accepted), 0)

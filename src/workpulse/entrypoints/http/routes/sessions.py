@@ -4,11 +4,12 @@ activity input)."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+import orjson
+from fastapi import APIRouter, Query, Response, status
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -225,10 +226,53 @@ async def get_session(
     )
 
 
-@router.post("/sessions/{session_id}/activity", status_code=status.HTTP_201_CREATED)
+def _moment(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _session_json(s: WorkSession) -> dict[str, Any]:
+    """`SessionOut` as a plain dict, for the hot path (the same JSON, a test compares)."""
+    return {
+        "id": str(s.id),
+        "organization_id": str(s.organization_id),
+        "user_id": str(s.user_id),
+        "project_id": None if s.project_id is None else str(s.project_id),
+        "status": s.status.value,
+        "start_time": _moment(s.start_time),
+        "end_time": _moment(s.end_time),
+        "total_active_seconds": s.total_active_seconds,
+        "total_idle_seconds": s.total_idle_seconds,
+        "last_activity_at": _moment(s.last_activity_at),
+        "version": s.version,
+    }
+
+
+def recorded_json(session: WorkSession, activity: Activity, *, duplicate: bool) -> bytes:
+    """The `RecordedOut` body, serialized by orjson without building pydantic models: the
+    activity route is the agents' hot path (docs/benchmarks.md). Datetimes in UTC, with `Z`."""
+    body = {
+        "session": _session_json(session),
+        "activity": {
+            "event_id": activity.event_id,
+            "activity_type": activity.activity_type.value,
+            "duration_seconds": activity.duration_seconds,
+            "timestamp": _moment(activity.timestamp),
+            "app_name": activity.app_name,
+            "url": activity.url,
+            "duplicate": duplicate,
+        },
+    }
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+@router.post(
+    "/sessions/{session_id}/activity",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RecordedOut,
+)
 async def record_activity(
     session_id: UUID, body: ActivityIn, found: IdentityDep, container: ContainerDep
-) -> RecordedOut:
+) -> Response:
     session, (result,) = await sessions.record(
         found.principal,
         found.device_id,
@@ -239,9 +283,10 @@ async def record_activity(
     if result.error is not None:
         raise result.error
     assert result.activity is not None
-    return RecordedOut(
-        session=SessionOut.of(session),
-        activity=ActivityOut.of(result.activity, duplicate=result.status is Status.DUPLICATE),
+    return Response(
+        recorded_json(session, result.activity, duplicate=result.status is Status.DUPLICATE),
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
     )
 
 
