@@ -367,3 +367,16 @@ async def test_a_client_that_stops_answering_is_dropped_by_the_ping_timeout(
                 offline = await watcher.wait_for("USER_OFFLINE", about(alice))
             assert offline["status"] == "offline"
             assert watcher.client.connected  # the watcher answers its pings and stays
+
+
+async def test_sigterm_with_sockets_open_closes_them_and_exits_cleanly(tmp_path: Path) -> None:
+    async with (
+        serving("serve", cwd=tmp_path, env=environment()) as (server, _),
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+    ):
+        owner = await register_owner(http)
+        async with listening(server.base_url, owner) as socket:
+            await socket.wait_for("USER_ONLINE", about(owner))
+            assert await server.stop() == 0
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                await socket.dropped.wait()

@@ -108,6 +108,11 @@ class RealtimeServer:
         self._container = container
         if container.redis is None:
             container.relay.attach(self._emit)
+        elif not self.server.manager_initialized:
+            # Subscribe to the Redis channel now rather than at the first connection (the
+            # library's default), so that the first socket misses nothing published meanwhile.
+            self.server.manager_initialized = True
+            self.server.manager.initialize()
         container.revocations.listen(self._invalidated)
         Gauge(
             "workpulse_realtime_sockets",
@@ -129,7 +134,8 @@ class RealtimeServer:
         try:
             yield
         finally:
-            for task in [*tasks, *self._tasks]:
+            listener = getattr(self.server.manager, "thread", None)
+            for task in [*tasks, *self._tasks, *([listener] if listener else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
 
