@@ -264,7 +264,10 @@ async def test_a_run_that_crashes_midway_leaves_whole_summaries_and_the_next_run
 
     with pytest.raises(Crash):
         await summaries.summarize(
-            organization, uow_factory=crashing(container.database, at_commit=3), now=now
+            organization,
+            uow_factory=crashing(container.database, at_commit=3),
+            now=now,
+            chunk=1,  # a transaction per user-day, so that two are committed before the crash
         )
     present = [
         s

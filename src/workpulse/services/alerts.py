@@ -64,11 +64,12 @@ def _announce(uow: UnitOfWork, notifier: Notifier, alert: Alert) -> None:
     uow.after_commit(publish)
 
 
-async def _raise(uow: UnitOfWork, notifier: Notifier, alert: Alert) -> bool:
-    if not await uow.alerts.add(alert):
-        return False
-    _announce(uow, notifier, alert)
-    return True
+async def _raise(uow: UnitOfWork, notifier: Notifier, candidates: Sequence[Alert]) -> int:
+    """Insert the alerts not raised yet (one statement) and announce those after the commit."""
+    inserted = await uow.alerts.add(candidates)
+    for alert in inserted:
+        _announce(uow, notifier, alert)
+    return len(inserted)
 
 
 # --- The scheduler's checks -------------------------------------------------------------------
@@ -84,8 +85,8 @@ async def check_idle(
     """One `INACTIVE_ALERT` per idle episode of the organization's active sessions. Returns how
     many alerts were raised."""
     minutes = organization.settings.idle_minutes
-    raised = 0
     async with uow_factory() as uow:
+        candidates = []
         for session in await uow.alerts.active_sessions(organization.id):
             episode = idle_episode(session, idle_minutes=minutes, now=now)
             if episode is None:
@@ -104,7 +105,8 @@ async def check_idle(
                 created_at=now,
                 key=episode.key,
             )
-            raised += await _raise(uow, notifier, alert)
+            candidates.append(alert)
+        raised = await _raise(uow, notifier, candidates)
         await uow.commit()
     return raised
 
@@ -119,7 +121,7 @@ async def check_overtime(
     """One `OVERTIME_ALERT` per user and local day once the day's active time (as reports
     count it, so far) passes the organization's `overtime_hours`. Returns how many."""
     hours = organization.settings.overtime_hours
-    raised = 0
+    candidates = []
     async with uow_factory() as uow:
         by_zone: dict[str, list[UserId]] = defaultdict(list)
         for member in await uow.users.list(organization.id):
@@ -154,7 +156,8 @@ async def check_overtime(
                     created_at=now,
                     key=overtime_key(day),
                 )
-                raised += await _raise(uow, notifier, alert)
+                candidates.append(alert)
+        raised = await _raise(uow, notifier, candidates)
         await uow.commit()
     return raised
 

@@ -566,8 +566,8 @@ class JobRunStore(Protocol):
 
 
 class AlertStore(Protocol):
-    async def add(self, alert: Alert) -> bool:
-        """Insert unless the user has an alert with the same key; True if inserted."""
+    async def add(self, new: Sequence[Alert]) -> Sequence[Alert]:
+        """Insert those whose user has no alert with the same key; returns them."""
         ...
 
     async def get(self, organization_id: OrganizationId, alert_id: UUID) -> Alert | None: ...
@@ -592,7 +592,7 @@ class AlertStore(Protocol):
 
 
 class SummaryStore(Protocol):
-    async def upsert(self, summary: DailySummary) -> None: ...
+    async def upsert(self, summaries: Sequence[DailySummary]) -> None: ...
 
     async def get(
         self, organization_id: OrganizationId, user_id: UserId, day: date

@@ -145,11 +145,23 @@ async def user_day(
     zone_name: str,
     zone: ZoneInfo,
 ) -> DayReport:
-    """One user's local day, inside the caller's transaction and without an access check: the
-    body of `day_report`, and what the scheduler's daily summaries are made of."""
+    """One user's local day, inside the caller's transaction and without an access check (the
+    body of `day_report`)."""
     start, end = local_day(day, zone)
     usage = (await _collect(uow, organization_id, [user_id], [(start, end)]))[0]
     names = await _project_names(uow, organization_id)
+    return day_report_of(day, zone_name, user_id, usage, names)
+
+
+def day_report_of(
+    day: date,
+    zone_name: str,
+    user_id: UserId,
+    usage: Sequence[UserUsage],
+    names: dict[ProjectId, str],
+) -> DayReport:
+    """The day report of one user's usage of that local day (as `usage_in` reads it): shared by
+    `user_day` and the summaries, which read many users' days at once."""
     active = [u.usage for u in usage if not u.usage.idle]
     return DayReport(
         day=day,

@@ -6,16 +6,20 @@ organization's summaries were last computed (less `LATE_MARGIN`, for transaction
 still open then). The read is one range on an index of `usage_hourly(organization_id,
 written_at)`: the hours that changed, not every day of every user.
 
-Each user-day is written in its own transaction by an upsert on (user_id, date): a run that
-stops half-way leaves whole summaries, and the next run writes the rest.
+Summaries are computed a zone and day at a time for up to `CHUNK` users (three reads), and
+written by an upsert on (user_id, date) in one transaction per chunk: a run that stops half-way
+leaves whole summaries, and the next run writes the rest.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from workpulse.domain.ids import OrganizationId, UserId
+from workpulse.domain.intervals import Interval
 from workpulse.domain.organizations import Organization
 from workpulse.domain.reports import local_day
 from workpulse.domain.summaries import (
@@ -29,9 +33,10 @@ from workpulse.domain.summaries import (
 )
 from workpulse.domain.timezones import parse_timezone
 from workpulse.services import reports
-from workpulse.services.ports import UnitOfWork, UnitOfWorkFactory
+from workpulse.services.ports import UnitOfWork, UnitOfWorkFactory, UserUsage
 
 LATE_MARGIN = timedelta(minutes=10)
+CHUNK = 200  # user-days read and written per transaction
 
 
 async def summarize(
@@ -40,9 +45,10 @@ async def summarize(
     uow_factory: UnitOfWorkFactory,
     now: datetime,
     late_margin: timedelta = LATE_MARGIN,
+    chunk: int = CHUNK,
 ) -> list[tuple[UserId, date]]:
     """Write the organization's due summaries and recompute those with late data. Returns the
-    user-days written, in the order they were."""
+    user-days written, in the order they were written."""
     zones: dict[UserId, tuple[str, ZoneInfo]] = {}
     work: set[tuple[UserId, date]] = set()
     oldest = now - timedelta(days=LOOKBACK_DAYS + 2)
@@ -69,42 +75,67 @@ async def summarize(
             if current - timedelta(days=LOOKBACK_DAYS) <= day < current:
                 work.add((user_id, day))
     ordered = sorted(work, key=lambda item: (item[1], str(item[0])))
+    groups: dict[tuple[str, date], list[UserId]] = defaultdict(list)
     for user_id, day in ordered:
-        name, zone = zones[user_id]
-        async with uow_factory() as uow:
-            summary = await compute(uow, organization.id, user_id, day, name, zone)
-            await uow.summaries.upsert(summary)
-            await uow.commit()
-    return ordered
+        groups[(zones[user_id][0], day)].append(user_id)
+    written: list[tuple[UserId, date]] = []
+    for (zone_name, day), user_ids in sorted(groups.items(), key=lambda g: (g[0][1], g[0][0])):
+        zone = zones[user_ids[0]][1]
+        for offset in range(0, len(user_ids), chunk):
+            part = user_ids[offset : offset + chunk]
+            async with uow_factory() as uow:
+                await uow.summaries.upsert(
+                    await compute(uow, organization.id, part, day, zone_name, zone)
+                )
+                await uow.commit()
+            written.extend((user_id, day) for user_id in part)
+    return written
 
 
 async def compute(
     uow: UnitOfWork,
     organization_id: OrganizationId,
-    user_id: UserId,
+    user_ids: Sequence[UserId],
     day: date,
     zone_name: str,
     zone: ZoneInfo,
-) -> DailySummary:
-    """The user's local day: the day report's totals and top lines, the work sessions that
-    touched the day, and its first and last moments of active (not idle) time."""
-    report = await reports.user_day(uow, organization_id, user_id, day, zone_name, zone)
+) -> list[DailySummary]:
+    """The users' local day (one zone): the day report's totals and top lines (the same
+    function makes both), the work sessions that touched the day, and its first and last
+    moments of active (not idle) time. Three reads, however many users."""
     start, end = local_day(day, zone)
-    spans = await uow.rollups.project_spans(organization_id, [user_id], [(start, end)])
-    intervals = await uow.usage.of_users(organization_id, [user_id], [(start, end)])
-    active = [i for _, i in intervals if not i.idle and i.end > start and i.start < end]
-    return DailySummary(
-        organization_id=organization_id,
-        user_id=user_id,
-        day=day,
-        timezone=zone_name,
-        active_seconds=report.total_seconds,
-        idle_seconds=report.idle_seconds,
-        sessions_count=len(spans.get(user_id, ())),
-        top_apps=tuple(Entry(line.key or "", line.seconds) for line in report.apps[:TOP_ENTRIES]),
-        top_domains=tuple(
-            Entry(line.key or "", line.seconds) for line in report.domains[:TOP_ENTRIES]
-        ),
-        first_activity_at=min((max(i.start, start) for i in active), default=None),
-        last_activity_at=max((min(i.end, end) for i in active), default=None),
-    )
+    window = [(start, end)]
+    usage = (await reports.usage_in(uow, organization_id, user_ids, window))[0]
+    spans = await uow.rollups.project_spans(organization_id, user_ids, window)
+    intervals = await uow.usage.of_users(organization_id, user_ids, window)
+    usage_of: dict[UserId, list[UserUsage]] = defaultdict(list)
+    for row in usage:
+        usage_of[row.user_id].append(row)
+    active_of: dict[UserId, list[Interval]] = defaultdict(list)
+    for owner, interval in intervals:
+        if not interval.idle and interval.end > start and interval.start < end:
+            active_of[owner].append(interval)
+    found = []
+    for user_id in user_ids:
+        report = reports.day_report_of(day, zone_name, user_id, usage_of[user_id], {})
+        active = active_of[user_id]
+        found.append(
+            DailySummary(
+                organization_id=organization_id,
+                user_id=user_id,
+                day=day,
+                timezone=zone_name,
+                active_seconds=report.total_seconds,
+                idle_seconds=report.idle_seconds,
+                sessions_count=len(spans.get(user_id, ())),
+                top_apps=tuple(
+                    Entry(line.key or "", line.seconds) for line in report.apps[:TOP_ENTRIES]
+                ),
+                top_domains=tuple(
+                    Entry(line.key or "", line.seconds) for line in report.domains[:TOP_ENTRIES]
+                ),
+                first_activity_at=min((max(i.start, start) for i in active), default=None),
+                last_activity_at=max((min(i.end, end) for i in active), default=None),
+            )
+        )
+    return found

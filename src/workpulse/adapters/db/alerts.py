@@ -37,23 +37,31 @@ class SqlAlertStore:
         self._conn = conn
         self._insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
-    async def add(self, alert: Alert) -> bool:
+    async def add(self, new: Sequence[Alert]) -> Sequence[Alert]:
+        if not new:
+            return []
         statement = (
             self._insert(alerts)
             .values(
-                id=alert.id,
-                organization_id=alert.organization_id,
-                user_id=alert.user_id,
-                type=alert.type.value,
-                message=alert.message,
-                data=alert.data,
-                created_at=alert.created_at,
-                key=alert.key,
+                [
+                    {
+                        "id": alert.id,
+                        "organization_id": alert.organization_id,
+                        "user_id": alert.user_id,
+                        "type": alert.type.value,
+                        "message": alert.message,
+                        "data": alert.data,
+                        "created_at": alert.created_at,
+                        "key": alert.key,
+                    }
+                    for alert in new
+                ]
             )
             .on_conflict_do_nothing(index_elements=["user_id", "key"])
             .returning(alerts.c.id)
         )
-        return (await self._conn.execute(statement)).first() is not None
+        inserted = {row.id for row in await self._conn.execute(statement)}
+        return [alert for alert in new if alert.id in inserted]
 
     async def get(self, organization_id: OrganizationId, alert_id: UUID) -> Alert | None:
         row = (

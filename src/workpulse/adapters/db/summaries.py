@@ -19,6 +19,18 @@ from workpulse.adapters.db.tenancy import of_tenant
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.summaries import DailySummary, Entry
 
+_CHUNK = 500
+_RECOMPUTED = (
+    "timezone",
+    "active_seconds",
+    "idle_seconds",
+    "sessions_count",
+    "top_apps",
+    "top_domains",
+    "first_activity_at",
+    "last_activity_at",
+)
+
 
 def _summary(row: sa.Row[Any]) -> DailySummary:
     return DailySummary(
@@ -42,27 +54,36 @@ class SqlSummaryStore:
         self._conn = conn
         self._insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
-    async def upsert(self, summary: DailySummary) -> None:
-        values = {
-            "timezone": summary.timezone,
-            "active_seconds": summary.active_seconds,
-            "idle_seconds": summary.idle_seconds,
-            "sessions_count": summary.sessions_count,
-            "top_apps": [{"app_name": e.name, "seconds": e.seconds} for e in summary.top_apps],
-            "top_domains": [{"domain": e.name, "seconds": e.seconds} for e in summary.top_domains],
-            "first_activity_at": summary.first_activity_at,
-            "last_activity_at": summary.last_activity_at,
-            "computed_at": sa.func.now(),
-        }
-        statement = self._insert(daily_summaries).values(
-            organization_id=summary.organization_id,
-            user_id=summary.user_id,
-            date=summary.day,
-            **values,
-        )
-        await self._conn.execute(
-            statement.on_conflict_do_update(index_elements=["user_id", "date"], set_=values)
-        )
+    async def upsert(self, summaries: Sequence[DailySummary]) -> None:
+        if not summaries:
+            return
+        rows = [
+            {
+                "organization_id": summary.organization_id,
+                "user_id": summary.user_id,
+                "date": summary.day,
+                "timezone": summary.timezone,
+                "active_seconds": summary.active_seconds,
+                "idle_seconds": summary.idle_seconds,
+                "sessions_count": summary.sessions_count,
+                "top_apps": [{"app_name": e.name, "seconds": e.seconds} for e in summary.top_apps],
+                "top_domains": [
+                    {"domain": e.name, "seconds": e.seconds} for e in summary.top_domains
+                ],
+                "first_activity_at": summary.first_activity_at,
+                "last_activity_at": summary.last_activity_at,
+            }
+            for summary in summaries
+        ]
+        for offset in range(0, len(rows), _CHUNK):
+            statement = self._insert(daily_summaries).values(rows[offset : offset + _CHUNK])
+            changed = {name: statement.excluded[name] for name in _RECOMPUTED}
+            await self._conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["user_id", "date"],
+                    set_={**changed, "computed_at": sa.func.now()},
+                )
+            )
 
     async def get(
         self, organization_id: OrganizationId, user_id: UserId, day: date
