@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from tests.api import add_member, register_owner
 from tests.conftest import TEST_SECRET, create_postgres_database, drop_postgres_database, migrated
 from tests.conftest import test_settings as settings_for
-from tests.e2e.process import Running, environment, run, serving, started
+from tests.e2e.process import Running, environment, free_port, run, serving, started
 from tests.e2e.test_realtime import listening
 from tests.services.test_jobs import organization_with
 from tests.services.test_jobs_summaries import daily_usage, store
@@ -121,13 +121,27 @@ async def test_two_schedulers_on_postgresql_run_each_scheduled_time_once(
             found = await finished_runs()
             return all(found.get(job, 0) >= 8 for job in ("idle-alerts", "daily-summaries"))
 
+        metrics_port = free_port()
+        with_metrics = {**env, "WORKPULSE_SCHEDULER_METRICS_PORT": str(metrics_port)}
         async with (
-            started("scheduler", cwd=tmp_path, env=env) as first,
+            started("scheduler", cwd=tmp_path, env=with_metrics) as first,
             started("scheduler", cwd=tmp_path, env=env) as second,
         ):
             for process in (first, second):
                 await process.wait_for_log(lambda e: e["event"] == "scheduler started")
             await until(enough, "8 runs of each frequent job")
+            # Runs the first process logged as finished are counted (the counter goes up before
+            # the log line), whichever of the two won which runs.
+            done = {
+                e["job"]
+                for e in first.logs()
+                if e.get("event") == "job finished" and e["outcome"] == "succeeded"
+            }
+            async with httpx.AsyncClient(timeout=10) as http:
+                scraped = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            assert "# TYPE workpulse_job_runs_total counter" in scraped
+            for job in done:
+                assert f'workpulse_job_runs_total{{job="{job}",outcome="succeeded"}}' in scraped
             assert await first.stop() == 0, first.output()
             assert await second.stop() == 0, second.output()
 
