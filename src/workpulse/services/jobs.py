@@ -107,11 +107,11 @@ async def claim_due(
             del free[job.name]
     for job in free.values():
         slot = job.schedule.latest(now)
-        if tried is not None:
-            if tried.get(job.name) == slot:
-                continue
-            tried[job.name] = slot
+        if tried is not None and tried.get(job.name) == slot:
+            continue
         fresh = await runs.claim(job.name, slot, now=now, lease=lease)
+        if tried is not None:
+            tried[job.name] = slot  # asked (a failed claim raised before this: asked again)
         if fresh is not None:
             claimed.append((job, fresh))
     return claimed
