@@ -88,16 +88,34 @@ class EventRelay:
                 self._queue.task_done()
 
 
+class _RedisTrouble(logging.LoggerAdapter[logging.Logger]):
+    """python-socketio logs a lost Redis connection as an error, then reconnects by itself (and
+    a publish that fails twice loses that one event, which delivery at most once allows). Here
+    they are warnings, like this application's other Redis listeners'; errors mean bugs."""
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.warning(msg, *args, **kwargs)
+
+
+def redis_manager(url: str, *, channel: str, write_only: bool = False) -> Any:
+    """python-socketio's `AsyncRedisManager` on `channel`, with its Redis troubles as warnings."""
+    return socketio.AsyncRedisManager(
+        url,
+        channel=channel,
+        write_only=write_only,
+        logger=_RedisTrouble(logging.getLogger("workpulse.realtime.redis"), {}),
+        # A listener blocks on its socket between messages; a publisher must not hang.
+        redis_options={"socket_connect_timeout": 5, "health_check_interval": 10}
+        if not write_only
+        else {"socket_connect_timeout": 5, "socket_timeout": 5},
+    )
+
+
 class RedisEmitter:
     """Emits to Socket.IO rooms on every API process through Redis, without a server here."""
 
     def __init__(self, url: str, *, channel: str) -> None:
-        self._manager = socketio.AsyncRedisManager(
-            url,
-            channel=channel,
-            write_only=True,
-            redis_options={"socket_timeout": 5, "socket_connect_timeout": 5},
-        )
+        self._manager = redis_manager(url, channel=channel, write_only=True)
 
     async def emit(self, event: str, payload: Mapping[str, Any], rooms: list[str]) -> None:
         await self._manager.emit(event, dict(payload), room=rooms, namespace="/")

@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from prometheus_client import Gauge
 from starlette.types import ASGIApp
 
-from workpulse.adapters.realtime import Invalidated
+from workpulse.adapters.realtime import Invalidated, redis_manager
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import Unauthenticated, Unavailable, WorkPulseError
 from workpulse.domain.presence import rooms_of
@@ -68,11 +68,7 @@ class RealtimeServer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         manager: Any = (
-            socketio.AsyncRedisManager(
-                settings.redis_url,
-                channel=f"{settings.redis_prefix}:socketio",
-                redis_options={"socket_connect_timeout": 5, "health_check_interval": 10},
-            )
+            redis_manager(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
             if settings.redis_url
             else socketio.AsyncManager()
         )
@@ -97,10 +93,6 @@ class RealtimeServer:
     def asgi(self, app: FastAPI) -> ASGIApp:
         """The one ASGI app uvicorn serves: `/socket.io/` here, everything else to `app`."""
         return cast(ASGIApp, socketio.ASGIApp(self.server, other_asgi_app=app, socketio_path=PATH))
-
-    @property
-    def connections(self) -> int:
-        return len(self._sockets)
 
     @contextlib.asynccontextmanager
     async def running(self, container: Container) -> AsyncIterator[None]:
@@ -160,7 +152,7 @@ class RealtimeServer:
         except WorkPulseError as exc:
             raise refusal(exc) from None
         except Exception as exc:
-            log.exception("socket authentication failed")
+            log.warning("socket authentication failed", exc_info=True)
             raise refusal(Unavailable(detail="try again shortly")) from exc
         socket = _Socket(found.principal, rooms_of(found.principal, settings))
         for room in socket.rooms:
@@ -177,7 +169,7 @@ class RealtimeServer:
             )
         except Exception:
             # The socket stays: the next heartbeat records it.
-            log.exception("presence not recorded at connect")
+            log.warning("presence not recorded at connect", exc_info=True)
 
     async def _disconnect(self, sid: str, reason: object = None) -> None:
         socket = self._sockets.pop(sid, None)
@@ -194,7 +186,7 @@ class RealtimeServer:
             )
         except Exception:
             # Its connection expires with the heartbeat it no longer gets.
-            log.exception("presence not recorded at disconnect")
+            log.warning("presence not recorded at disconnect", exc_info=True)
 
     # --- Delivery, presence, revocation ---------------------------------------------------------
 
@@ -240,9 +232,16 @@ class RealtimeServer:
                 or socket.principal.user_id == change.user_id
             ]
         if sids:
-            task = asyncio.create_task(self._recheck(sids))
+            task = asyncio.create_task(self._recheck_logged(sids))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _recheck_logged(self, sids: list[str]) -> None:
+        try:
+            await self._recheck(sids)
+        except Exception:
+            # The periodic re-check tries again.
+            log.warning("sockets not re-checked after a revocation", exc_info=True)
 
     async def _recheck_all(self, container: Container) -> None:
         await self._recheck(list(self._sockets))
@@ -282,4 +281,5 @@ class RealtimeServer:
             try:
                 await step(container)
             except Exception:
-                log.exception("real-time loop step failed", step=step.__name__)
+                # Redis or the database is down: the next tick tries again.
+                log.warning("real-time loop step failed", step=step.__name__, exc_info=True)
