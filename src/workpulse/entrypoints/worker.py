@@ -33,6 +33,11 @@ PENDING_EVERY_SECONDS = 1.0
 # requests make one-ping entries, and each batch costs a few queries per device it touches, so
 # 50 one-ping entries per batch capped the worker at a few hundred pings/s (bench/ingest).
 BATCH_PINGS = 2000
+# After a batch smaller than BATCH_PINGS the worker waits this long for more pings to gather:
+# under a steady trickle it otherwise derives a few pings at a time, paying the per-device
+# queries for each (and, on SQLite, taking the write lock the API's commits wait for). Derived
+# intervals lag by at most this much more; a 202 never waits for derivation.
+GATHER_SECONDS = 0.25
 
 
 async def run_worker(container: Container, stopping: asyncio.Event) -> None:
@@ -55,6 +60,7 @@ async def _run_database(container: Container, stopping: asyncio.Event) -> None:
                 uow_factory=container.database,
                 settings_of=container.settings_of,
                 partitions=container.partitions,
+                limit=BATCH_PINGS,
             )
             backoff = 0.5
         except Exception as exc:
@@ -62,7 +68,9 @@ async def _run_database(container: Container, stopping: asyncio.Event) -> None:
             await _sleep_or_stop(stopping, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
-        if done == 0:
+        if 0 < done < BATCH_PINGS:
+            await _sleep_or_stop(stopping, GATHER_SECONDS)
+        elif done == 0:
             queue.wake.clear()
             waits = [asyncio.create_task(queue.wake.wait()), asyncio.create_task(stopping.wait())]
             await asyncio.wait(waits, timeout=IDLE_POLL_SECONDS, return_when="FIRST_COMPLETED")
@@ -96,6 +104,8 @@ async def _run_stream(container: Container, stopping: asyncio.Event) -> None:
                 entries = await _read_batch(consumer, settings.ingest_batch_entries)
             if entries:
                 await _handle(container, consumer, entries, stopping)
+                if sum(len(e.pings or ()) for e in entries) < BATCH_PINGS:
+                    await _sleep_or_stop(stopping, GATHER_SECONDS)
             if time.monotonic() - last_pending >= PENDING_EVERY_SECONDS:
                 # Pings stored by the session API (activity with an app) wait as pending rows.
                 await ingest.derive_pending(
