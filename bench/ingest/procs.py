@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ def start(
     name: str, argv: list[str], *, cwd: Path, env: dict[str, str], port: int | None = None
 ) -> Server:
     log = RESULTS / f"{name}.log"
-    with log.open("ab") as out:  # a file, never an unread pipe: the access log is large
+    with log.open("wb") as out:  # a file, never an unread pipe: the access log is large
         process = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
         )
@@ -249,3 +249,46 @@ def rss_kib(pid: int) -> int | None:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return None
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_matching(text: str) -> list[int]:
+    """Processes whose command line contains `text` (PostgreSQL backends of one database show
+    it in their title: "postgres: 15/main: postgres <database> 127.0.0.1(…)")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between `start()` and `stop()`: the
+    servers, and the PostgreSQL backends serving the run's database. Backends that end in
+    between lose their share (the pools keep theirs open)."""
+
+    groups: dict[str, Callable[[], list[int]]]
+    _before: dict[str, dict[int, float]] = field(default_factory=dict)
+    spent: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._before = {
+            name: {pid: cpu_of(pid) for pid in pids()} for name, pids in self.groups.items()
+        }
+
+    def stop(self) -> dict[str, float]:
+        for name, pids in self.groups.items():
+            before = self._before.get(name, {})
+            self.spent[name] = sum(cpu_of(pid) - before.get(pid, 0.0) for pid in pids())
+        return self.spent

@@ -57,12 +57,14 @@ from procs import (
     HERE,
     HOST,
     RESULTS,
+    CpuMeter,
     Device,
     RssSampler,
     Server,
     clean_environment,
     free_port,
     loadavg,
+    pids_matching,
     postgres_database,
     register_users,
     say,
@@ -164,6 +166,12 @@ class Stores:
     pg: asyncpg.Connection
     redis: Redis
     stream: str
+    cpu: CpuMeter  # api, workers, PostgreSQL (this database's backends), Redis
+
+    def per_ping(self, pings: int) -> str:
+        """CPU µs per ping of each group since `cpu.start()`."""
+        spent = self.cpu.stop()
+        return ", ".join(f"{name} {s / max(pings, 1) * 1e6:.0f}" for name, s in spent.items())
 
     async def backlog(self) -> int:
         """Stream entries not yet stored (workers delete an entry after its commit)."""
@@ -242,10 +250,12 @@ def single(
 async def drain_after_single(report: Report, stores: Stores) -> None:
     entries = await stores.backlog()
     started = time.monotonic()
+    stores.cpu.start()
     seconds = await stores.drained(started)
     report.add(
         f"\nOne worker then stored the {entries} single-ping entries left by these runs in "
-        f"{seconds:.1f} s: **{entries / seconds:.0f} entries/s** (one ping per entry)."
+        f"{seconds:.1f} s: **{entries / seconds:.0f} entries/s** (one ping per entry); CPU µs "
+        f"per ping: {stores.per_ping(entries)}."
     )
 
 
@@ -256,13 +266,17 @@ async def halfrate(
         f"\n### At half of each one's maximum, constant rate, {args.half_seconds:g} s "
         f"(open-loop client, {args.connections} connections; load average {loadavg()})\n"
     )
-    report.add("| target | rate asked | rate served | p50 ms | p99 ms | p99.9 ms | non-202 |")
-    report.add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    report.add(
+        "| target | rate asked | rate served | p50 ms | p99 ms | p99.9 ms | non-202 "
+        "| server CPU µs/req | client CPU µs/req |"
+    )
+    report.add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     first = time.time() - 30 * HOUR
     for server, name in ((naive, "naive"), (api, "api")):
         rate = report.maxima[name] / 2
         tally = load.Tally()
         make = load.SinglePings(server.port or 0, devices, first=first, tag=f"half-{name}")
+        cpu_before, own_before = server.cpu_seconds(), time.process_time()
         served = await load.fixed_rate(
             server.port or 0,
             make,
@@ -271,11 +285,14 @@ async def halfrate(
             connections=args.connections,
             tally=tally,
         )
+        server_us = (server.cpu_seconds() - cpu_before) / max(tally.requests, 1) * 1e6
+        client_us = (time.process_time() - own_before) / max(tally.requests, 1) * 1e6
         bad = tally.requests - tally.statuses.get(202, 0)
         label = "naive baseline" if name == "naive" else "WorkPulse `api` (worker running)"
         report.add(
             f"| {label} | {rate:.0f} | {served:.0f} | {tally.percentile(0.5):.2f} | "
-            f"{tally.percentile(0.99):.2f} | {tally.percentile(0.999):.2f} | {bad} |"
+            f"{tally.percentile(0.99):.2f} | {tally.percentile(0.999):.2f} | {bad} | "
+            f"{server_us:.0f} | {client_us:.0f} |"
         )
         if name == "api":
             p99 = tally.percentile(0.99)
@@ -313,6 +330,7 @@ async def sustained(
             await asyncio.sleep(1.0)
 
     watcher = asyncio.create_task(watch())
+    stores.cpu.start()
     served = await load.fixed_rate(
         api.port or 0,
         make,
@@ -327,6 +345,7 @@ async def sustained(
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     stored = await stores.stored(devices)
+    cpu = stores.per_ping(tally.accepted)
     answered = tally.accepted + tally.duplicates
     report.add("| second | accepted so far | stored so far | backlog (entries) |")
     report.add("| ---: | ---: | ---: | ---: |")
@@ -337,7 +356,7 @@ async def sustained(
         f"\nServed {served:.0f} req/s (asked {rate:.0f}); p50 "
         f"{tally.percentile(0.5):.2f} ms, p99 {tally.percentile(0.99):.2f} ms; answers "
         f"{dict(sorted(tally.statuses.items()))}. Peak backlog {peak} entries; drained "
-        f"**{drain:.1f} s** after the load stopped."
+        f"**{drain:.1f} s** after the load stopped. CPU µs per accepted ping: {cpu}."
     )
     exact = stored == tally.accepted and tally.duplicates == make.repeats
     report.add(
@@ -370,15 +389,17 @@ async def batch(
     )
     tally = load.Tally()
     started = time.monotonic()
+    stores.cpu.start()
     await load.send_all(api.port or 0, requests, in_flight=args.batch_in_flight, tally=tally)
     accepted_in = time.monotonic() - started
     total = await stores.drained(started)
     stored = await stores.stored(devices)
+    cpu = stores.per_ping(tally.accepted)
     report.add(
         f"| {workers} | {tally.accepted} | {accepted_in:.1f} | {tally.accepted / accepted_in:.0f} "
         f"| {total:.1f} | **{tally.accepted / total:.0f}** | "
         f"{'yes' if stored == tally.accepted else f'NO ({stored} rows)'} | "
-        f"{tally.statuses.get(503, 0)} | {loadavg().split()[0]} |"
+        f"{tally.statuses.get(503, 0)} | {cpu} | {loadavg().split()[0]} |"
     )
     if tally.rejected or tally.duplicates or set(tally.statuses) - {202, 503}:
         report.add(f"Unexpected answers: {tally.statuses} {tally.first_errors}")
@@ -533,15 +554,25 @@ async def redis_phases(
     env: dict[str, str],
 ) -> None:
     running: list[Server] = []
+    workers: list[Server] = []
+    redis_title = "redis-server " + REDIS_URL.split("//", 1)[1].split("/", 1)[0]
+    database = f" {url.rsplit('/', 1)[1]} "
+    meter = CpuMeter(
+        {
+            "api": lambda: [s.pid for s in running if s.name == "api"],
+            "workers": lambda: [w.pid for w in workers],
+            "PostgreSQL": lambda: pids_matching(database),
+            "Redis": lambda: pids_matching(redis_title),
+        }
+    )
     pg = await asyncpg.connect(url)
     redis = Redis.from_url(REDIS_URL)
-    stores = Stores(pg, redis, f"{prefix}:pings")
+    stores = Stores(pg, redis, f"{prefix}:pings", meter)
     try:
         api = start_api(env, workdir)
         running.append(api)
         rss.watch(api)
         wanted = set(args.phases)
-        workers: list[Server] = []
 
         def scale_workers(count: int) -> None:
             while len(workers) < count:
@@ -578,9 +609,10 @@ async def redis_phases(
             )
             report.add(
                 "| workers | pings accepted | all 202 after s | API pings/s | all stored "
-                "after s | end-to-end pings/s | stored = accepted | 503 retries | load |"
+                "after s | end-to-end pings/s | stored = accepted | 503 retries | CPU µs/ping "
+                "| load |"
             )
-            report.add("| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: |")
+            report.add("| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | --- | ---: |")
             for count in args.batch_workers:
                 for extra in workers[count:]:
                     extra.stop()
@@ -707,6 +739,10 @@ def main() -> None:
     report = Report()
     report.add(f"# bench/ingest, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     report.add(f"command: python {' '.join(sys.argv)}")
+    import workpulse
+
+    source = Path(workpulse.__file__).parent
+    report.add(f"workpulse from {source}")
     report.add(f"{git_state()}; Python {platform.python_version()}; {versions()}")
     report.add(f"{os.cpu_count()} CPUs; load average at start {loadavg()}")
     with RssSampler() as rss:
