@@ -163,9 +163,16 @@ async def fixed_rate(
     async def worker(conn: Connection) -> None:
         while (job := await queue.get()) is not None:
             raw, due = job
-            status, body = await conn.send(raw)
+            try:
+                status, body = await conn.send(raw)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                # Counted as status 0 (the item's fate is unknown); a new connection goes on.
+                status, body = 0, repr(exc).encode()
+                conn.close()
+                conn = await Connection.open(port)
             tally.latencies.append(loop.time() - due)
             tally.answer(status, body)
+        conn.close()
 
     workers = [asyncio.create_task(worker(conn)) for conn in pool]
     start = loop.time() + 0.05
@@ -175,14 +182,12 @@ async def fixed_rate(
         while sent < due_now:
             queue.put_nowait((make(sent), start + sent / rate))
             sent += 1
-        await asyncio.sleep(0.0005)
+        # Until the next request is due (no busy polling: the client's CPU is the servers').
+        await asyncio.sleep(max(0.0, start + sent / rate - loop.time()))
     for _ in pool:
         queue.put_nowait(None)
     await asyncio.gather(*workers)
-    elapsed = loop.time() - start
-    for conn in pool:
-        conn.close()
-    return tally.requests / elapsed
+    return tally.requests / (loop.time() - start)
 
 
 def batches(

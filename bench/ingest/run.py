@@ -358,7 +358,15 @@ async def sustained(
         f"{dict(sorted(tally.statuses.items()))}. Peak backlog {peak} entries; drained "
         f"**{drain:.1f} s** after the load stopped. CPU µs per accepted ping: {cpu}."
     )
+    # A request that failed without an answer (status 0, a 5xx) may or may not have been stored.
+    unknown = tally.requests - tally.statuses.get(202, 0)
     exact = stored == tally.accepted and tally.duplicates == make.repeats
+    if unknown:
+        report.add(
+            f"{unknown} requests got no 202 (statuses {dict(sorted(tally.statuses.items()))}): "
+            f"their pings may or may not be stored, so stored must lie in [{tally.accepted}, "
+            f"{tally.accepted + unknown}]: {tally.accepted <= stored <= tally.accepted + unknown}."
+        )
     report.add(
         f"Pings answered 202: {answered} = {tally.accepted} accepted + {tally.duplicates} "
         f"duplicates (repeats sent: {make.repeats}); rows in PostgreSQL: {stored}. "
