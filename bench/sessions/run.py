@@ -6,8 +6,11 @@ for every session after the run (must be 0).
 
 It creates a throwaway PostgreSQL database (TEST_POSTGRES_URL, default the local server),
 migrates it, starts one `workpulse api` process on a free port (default settings, JSON access
-log to a file), registers 33 users with a session each (started 20 h back, so the wall-clock
-bound never binds), and loads 127.0.0.1 only with wrk, bounded in time and in count.
+log to a file; `--env WORKPULSE_X=…` changes a setting), registers 33 users with a session each
+(started 20 h back, so the wall-clock bound never binds), and loads 127.0.0.1 only with wrk,
+bounded in time and in count. Besides wrk's figures it reports, per request, the CPU time of
+the API process and of the PostgreSQL backends serving the bench database (from /proc: steadier
+than req/s on a shared machine), and how many pooled connections were closed during each run.
 """
 
 from __future__ import annotations
@@ -71,16 +74,28 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LOAD_AT_START = os.getloadavg()[0]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (all threads), from /proc."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each of these processes (all threads), from /proc."""
+    found = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at both (a pooled
+    connection closed meanwhile is not counted: see the new-connection count)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+def sessions_ended(url: str, name: str) -> int:
+    """Connections to the database that have ended (PostgreSQL counts a session at its end);
+    this query's own psql session counts at the next reading."""
+    return int(psql(url, f"SELECT sessions FROM pg_stat_database WHERE datname = '{name}'"))
 
 
 def backends(url: str, name: str) -> list[int]:
@@ -94,10 +109,11 @@ def wrk(
     base: str,
     targets: Path,
     args: argparse.Namespace,
-    watched: tuple[list[int], list[int]] = ([], []),
+    watched: tuple[list[int], str, str] | None = None,
     **env: str,
 ) -> dict[str, float]:
-    """One wrk run; with `watched` (server pids, PostgreSQL pids), their CPU per request."""
+    """One wrk run; with `watched` (server pid, database url and name), the server's and the
+    database's CPU per request and the connections the pool opened."""
     command = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
         "--timeout=5s", "--latency", "-s", str(HERE / "activity.lua"), base,
@@ -108,9 +124,14 @@ def wrk(
         "BENCH_MAX_REQUESTS": str(args.max_requests),
         **env,
     }
-    before = [cpu_seconds(pids) for pids in watched]
+    server, url, name = watched or ([], "", "")
+    database = backends(url, name) if url else []
+    ended = sessions_ended(url, name) if url else 0
+    before = cpu_seconds(server), cpu_seconds(database)
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
-    after = [cpu_seconds(pids) for pids in watched]
+    after = cpu_seconds(server), cpu_seconds(database + (backends(url, name) if url else []))
+    # Minus the two psql sessions in between (the reading above, the backends() call).
+    closed = (sessions_ended(url, name) - ended - 2) if url else 0
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -127,8 +148,9 @@ def wrk(
         "requests": requests,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "logged_failures": errors,
-        "server_us": (after[0] - before[0]) / requests * 1e6,
-        "postgres_us": (after[1] - before[1]) / requests * 1e6,
+        "server_us": spent(before[0], after[0]) / requests * 1e6,
+        "postgres_us": spent(before[1], after[1]) / requests * 1e6,
+        "closed": closed,
     }
 
 
@@ -159,6 +181,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="WORKPULSE_NAME=VALUE",
+        help="a setting for the API process (default: none, the defaults); repeatable",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -174,6 +200,7 @@ def main() -> None:
         "WORKPULSE_DATABASE_URL": url,
         "WORKPULSE_JWT_SECRET": "bench-secret-" + "x" * 40,
         "WORKPULSE_PORT": str(port),
+        **dict(item.split("=", 1) for item in args.env),
     }
     exe = str(Path(sys.executable).with_name("workpulse"))
     server: subprocess.Popen[bytes] | None = None
@@ -196,7 +223,7 @@ def main() -> None:
             many.write_text("\n".join(lines[:32]) + "\n")
             hot.write_text(lines[32] + "\n")
             wrk(base, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
-            watched = ([server.pid], backends(url, name))
+            watched = ([server.pid], url, name)
             results = {
                 "32 sessions": wrk(base, many, args, watched),
                 "one hot session": wrk(base, hot, args, watched),
@@ -224,14 +251,16 @@ def main() -> None:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     say(f"\nbench/sessions, {when}, git {revision}, load average {LOAD_AT_START:.2f} at start, "
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s\n")  # fmt: skip
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        f"settings: {' '.join(args.env) or 'defaults'}\n")  # fmt: skip
     say("| load | req/s | events/s | p50 ms | p99 ms | non-2xx | API CPU µs/req | "
-        "PostgreSQL CPU µs/req |")  # fmt: skip
-    say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        "PostgreSQL CPU µs/req | pool connections closed |")  # fmt: skip
+    say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, r in results.items():
         events = r["rps"] * (100 if label.startswith("batch") else 1)
         say(f"| {label} | {r['rps']:.0f} | {events:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-            f"{r['non_2xx']:.0f} | {r['server_us']:.0f} | {r['postgres_us']:.0f} |")  # fmt: skip
+            f"{r['non_2xx']:.0f} | {r['server_us']:.0f} | {r['postgres_us']:.0f} | "
+            f"{r['closed']:.0f} |")  # fmt: skip
     say(f"\ncounter minus ledger: {differing} of {checked} sessions differ (must be 0)")
 
 
