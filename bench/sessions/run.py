@@ -155,13 +155,20 @@ def wrk(
 
 
 def psql(url: str, sql: str) -> str:
-    done = subprocess.run(
-        ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
+    """Run one statement; retried for a while when the server has no connection slot left
+    (the machine's PostgreSQL is shared with other test runs)."""
+    for _ in range(40):
+        done = subprocess.run(
+            ["psql", url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 0:
+            return done.stdout
+        if "too many clients" not in done.stderr and "remaining connection" not in done.stderr:
+            break
+        time.sleep(0.25)
+    sys.exit(f"psql failed: {done.stderr}")
 
 
 def drift(url: str) -> tuple[int, int]:
