@@ -76,9 +76,9 @@ class ActivityResult:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What `record_one` did. `open`: the session was active and the event fitted its bound;
-    `inserted`: the event was new to the ledger; `session`: the counters after adding it (set
-    exactly when something was written)."""
+    """What `record_one` did. `open`: the session took the event (active, room left, and the
+    store may also say False for an event it already holds); `inserted`: the event was new to
+    the ledger; `session`: the counters after adding it (set exactly when it was written)."""
 
     open: bool
     inserted: bool

@@ -115,10 +115,11 @@ _FITS = sa.select(sa.literal(1)).where(
 )
 
 # PostgreSQL: one event in one statement, which may run as its own transaction. `s` locks the
-# session row if it is active and the event fits (re-checked on the newest row version after
-# waiting for a concurrent writer), `ins` writes the ledger row only then and only once per
-# (session, event_id), `upd` adds to the counters only if the row was written. Nothing is
-# written unless all of it is; the row lock is held only inside the server.
+# session row if it is active, the event fits (both re-checked on the newest row version after
+# waiting for a concurrent writer) and the event is not in the ledger yet (so a retry locks and
+# writes nothing: no commit to flush); `ins` writes the ledger row only then and only once per
+# (session, event_id), whatever races; `upd` adds to the counters only if the row was written.
+# Nothing is written unless all of it is; the row lock is held only inside the server.
 _PG_RECORD_ONE = (
     sa.text(
         """
@@ -126,6 +127,10 @@ WITH s AS (
     SELECT id FROM work_sessions
     WHERE organization_id = :org AND id = :sid AND status = 'active'
       AND total_active_seconds + total_idle_seconds + :duration_seconds <= :limit
+      AND NOT EXISTS (
+          SELECT FROM activity_logs
+          WHERE session_id = :sid AND event_id = :event_id AND session_start = :session_start
+      )
     FOR NO KEY UPDATE
 ), ins AS (
     INSERT INTO activity_logs (organization_id, user_id, session_id, session_start, event_id,
