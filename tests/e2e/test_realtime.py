@@ -380,3 +380,19 @@ async def test_sigterm_with_sockets_open_closes_them_and_exits_cleanly(tmp_path:
             assert await server.stop() == 0
             async with asyncio.timeout(EVENT_TIMEOUT):
                 await socket.dropped.wait()
+
+
+async def test_deactivating_a_member_disconnects_their_sockets(
+    embedded: str, http: httpx.AsyncClient
+) -> None:
+    owner = await register_owner(http)
+    alice = await add_member(http, owner, "employee")
+    async with listening(embedded, owner) as watcher, listening(embedded, alice) as socket:
+        changed = await http.patch(
+            f"/users/{alice.id}", json={"active": False}, headers=owner.headers
+        )
+        assert changed.status_code == 200, changed.text
+        async with asyncio.timeout(EVENT_TIMEOUT):
+            await socket.dropped.wait()
+        await watcher.wait_for("USER_OFFLINE", about(alice))
+        assert watcher.client.connected
