@@ -3,7 +3,7 @@ intervals over 1,000 users and 90 days, against the seed's non-sargable query in
 
     python3 -m uv run python bench/reports/run.py --keep          # load (~minutes) + measure
     python3 -m uv run python bench/reports/run.py --reuse NAME    # measure on a kept database
-    python3 -m uv run python bench/reports/run.py --reuse NAME --profile day   # + py-spy
+    python3 -m uv run python bench/reports/inprocess.py NAME --cprofile team  # where time goes
 
 What it does:
 1. creates a PostgreSQL database (TEST_POSTGRES_URL, default the local server), runs
@@ -22,7 +22,9 @@ What it does:
 6. drops the database unless `--keep` (or `--reuse`).
 
 Every wrk run is bounded in time (-d) and in count (a per-thread cap). Raw wrk output and the
-server logs stay in bench/results/reports/ (git-ignored).
+server logs stay in bench/results/reports/ (git-ignored). `inprocess.py` measures the same
+reports without sockets (CPU per call, and where it goes with --cprofile); py-spy could not
+attach to a running process on this machine ("Failed to find python version"), only start one.
 """
 
 from __future__ import annotations
@@ -393,7 +395,7 @@ def wrk(args: argparse.Namespace, server: Server, targets_file: Path, connection
     threads = min(args.threads, connections)
     cap = int(seconds * args.max_rps / threads)
     argv = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout=10s", "--latency",
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout=30s", "--latency",
         "-s", str(HERE / "reports.lua"), server.base,
     ]  # fmt: skip
     env = {**os.environ, "BENCH_TARGETS": str(targets_file), "BENCH_MAX_REQUESTS": str(cap)}
@@ -461,31 +463,6 @@ def measure(
     return results
 
 
-def profile(args: argparse.Namespace, server: Server, base: str, target: Target) -> None:
-    """py-spy (non-blocking) on the API while wrk loads `target` at one connection."""
-    pyspy = shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy"
-    if not Path(pyspy).exists():
-        sys.exit("py-spy is missing: python3 -m venv /tmp/pyspy-venv && "
-                 "/tmp/pyspy-venv/bin/pip install py-spy")  # fmt: skip
-    owners = login(base)
-    file = write_targets(target, owners)
-    for fmt, suffix in (("raw", "raw"), ("flamegraph", "svg")):
-        out = RESULTS / f"profile-{target.key}.{suffix}"
-        spy = subprocess.Popen(
-            [pyspy, "record", "--nonblocking", "--rate", "250", "--duration", str(args.duration),
-             "--format", fmt, "--output", str(out), "--pid", str(server.process.pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(0.5)
-        with (RESULTS / "wrk-profile.log").open("a") as log:
-            run = wrk(args, server, file, 1, args.duration + 1, log)
-        spy.wait(timeout=60)
-        say(
-            f"  profiled {target.key} ({fmt}): {run.rps:.0f} req/s,"
-            f" p50 {run.p50_ms:.2f} ms -> {out}"
-        )
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -504,7 +481,6 @@ def main() -> None:
     parser.add_argument(
         "--targets", default="day,range,team,kathmandu,cast", help="comma-separated subset"
     )
-    parser.add_argument("--profile", metavar="TARGET", help="then py-spy the API on this target")
     parser.add_argument("--load-only", action="store_true", help="create and load, then stop")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -595,8 +571,6 @@ def main() -> None:
                 f"\nWorkPulse day report vs the cast baseline: p50 at c1 {latency:.1f}x lower,"
                 f" req/s at c{c} {throughput:.1f}x higher (goal ≥ 20x end to end: {verdict})"
             )
-        if args.profile:
-            profile(args, servers["workpulse"], base, all_targets[args.profile])
     finally:
         for server in servers.values():
             server.stop()
