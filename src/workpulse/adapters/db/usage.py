@@ -22,6 +22,17 @@ from workpulse.services.ports import DeviceKey, OwnedPing
 
 _PING_KEY = (pings.c.organization_id, pings.c.user_id, pings.c.device_id, pings.c.event_id)
 _INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32,766 parameters)
+# Built once: executed with a list of rows, SQLAlchemy batches them into multi-row VALUES itself
+# ("insertmanyvalues") from one cached compilation. Building `.values(rows)` per chunk cost half
+# of a worker's CPU in compilation (docs/benchmarks.md, ping ingestion).
+_ADD_PINGS = {
+    "postgresql": postgresql.insert(pings)
+    .on_conflict_do_nothing()
+    .returning(*_PING_KEY, pings.c.start_time),
+    "sqlite": sqlite.insert(pings)
+    .on_conflict_do_nothing()
+    .returning(*_PING_KEY, pings.c.start_time),
+}
 
 
 def _ping(row: sa.Row[Any]) -> Ping:
@@ -68,7 +79,7 @@ class SqlPingStore:
 
     async def add(self, owned: Sequence[OwnedPing], *, pending: bool) -> Sequence[OwnedPing]:
         new: list[OwnedPing] = []
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = _ADD_PINGS[self._dialect]
         for offset in range(0, len(owned), _INSERT_CHUNK):
             chunk = owned[offset : offset + _INSERT_CHUNK]
             rows = [
@@ -88,13 +99,7 @@ class SqlPingStore:
                 }
                 for o in chunk
             ]
-            statement = (
-                insert(pings)
-                .values(rows)
-                .on_conflict_do_nothing()
-                .returning(*_PING_KEY, pings.c.start_time)
-            )
-            inserted = {tuple(r) for r in await self._conn.execute(statement)}
+            inserted = {tuple(r) for r in await self._conn.execute(statement, rows)}
             for o in chunk:
                 key = (
                     o.organization_id,
