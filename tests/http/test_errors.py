@@ -341,3 +341,61 @@ async def test_no_error_body_carries_a_stack_trace_or_sql(client: httpx.AsyncCli
         assert 400 <= response.status_code < 500, response.text
         assert_error(response, response.status_code)
         assert_no_leak(response)
+
+
+async def test_a_client_gone_while_its_body_is_read_is_not_a_server_error(
+    sqlite_url: str,
+) -> None:
+    """The client closes the connection mid-body (wrk stopping, an agent going to sleep): no
+    500, nothing stored, and the handler says so instead of logging an unhandled error."""
+    app = create_app(conftest.test_settings(sqlite_url))
+    async with serve(app) as http:
+        owner = await register_owner(http)
+        # The app behind the lifespan manager, driven at the ASGI level: the body never comes.
+        asgi = http._transport.app  # type: ignore[attr-defined]
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/usage/track",
+            "raw_path": b"/usage/track",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                (b"authorization", f"Bearer {owner.access_token}".encode()),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        await asgi(scope, receive, send)
+        metrics = (await http.get("/metrics")).text
+    (start,) = [m for m in sent if m["type"] == "http.response.start"]
+    assert start["status"] == 400
+    assert {"method": "POST", "route": "/usage/track", "status": "500"} not in _samples(
+        metrics, "workpulse_http_requests_total"
+    )
+
+
+async def test_a_database_that_refuses_the_connection_is_a_503(postgresql_url: str) -> None:
+    """A connection PostgreSQL refuses with an error of its own (here: no such database; in
+    production "too many clients already") is the database being unavailable, not a bug."""
+    missing = postgresql_url.rsplit("/", 1)[0] + f"/missing_{uuid.uuid4().hex[:8]}"
+    app = create_app(conftest.test_settings(missing), migrate=False)
+    async with serve(app, raise_app_exceptions=False) as http:
+        response = await http.post(
+            "/auth/login", json={"email": unique_email(), "password": PASSWORD}
+        )
+    assert_error(response, 503)
+    assert "retry-after" in response.headers

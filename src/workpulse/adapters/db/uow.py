@@ -75,7 +75,9 @@ class SqlDatabase:
         lock held across them); `commit()` then only runs the after-commit callbacks."""
         try:
             conn = await self.engine.connect()
-        except _UNAVAILABLE as exc:
+        except (*_UNAVAILABLE, sa_exc.DBAPIError) as exc:
+            # Any failure to connect (refused, "too many clients", starting up) is the database
+            # being unavailable: 503 with Retry-After, not a 500.
             raise StorageUnavailable() from exc
         try:
             if self._sqlite:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from workpulse.domain import errors
 from workpulse.entrypoints.http.middleware import REQUEST_ID_KEY
@@ -119,8 +120,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    # The client closed the connection while its body was being read: nothing was accepted and
+    # no one will read an answer. Not a server error.
+    log.info("client disconnected", path=request.url.path)
+    return error_response(400, "ClientDisconnected", "the client closed the connection")
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.WorkPulseError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
