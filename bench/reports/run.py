@@ -427,6 +427,25 @@ def wrk(args: argparse.Namespace, server: Server, targets_file: Path, connection
     )
 
 
+def settle(servers: dict[str, Server], url: str) -> None:
+    """Wait until the previous run's backlog is done: at 32 connections a slow report leaves
+    up to 32 requests in flight when wrk stops, which the server (or PostgreSQL, for the cast
+    query) keeps working on into the next run. Idle: no server used more than 20 ms of CPU in
+    half a second and no query of the database is running."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        before = {name: s.cpu_seconds() for name, s in servers.items()}
+        time.sleep(0.5)
+        busy = any(s.cpu_seconds() - before[name] > 0.02 for name, s in servers.items())
+        running = psql(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'active' AND pid <> pg_backend_pid()",
+        ).strip()
+        if not busy and running == "0":
+            return
+
+
 def med(runs: list[Run], attr: str) -> float:
     return statistics.median(float(getattr(r, attr)) for r in runs)
 
@@ -435,6 +454,7 @@ def measure(
     args: argparse.Namespace,
     servers: dict[str, Server],
     base: str,
+    url: str,
     chosen: list[Target],
 ) -> dict[tuple[str, int], list[Run]]:
     results: dict[tuple[str, int], list[Run]] = {}
@@ -451,6 +471,7 @@ def measure(
                 server = servers[target.server]
                 for connections in levels:
                     seconds = args.warmup if round_ == 0 else args.duration
+                    settle(servers, url)
                     run = wrk(args, server, files[target.key], connections, seconds, log)
                     tag = "warm-up" if round_ == 0 else f"run {round_}/{args.runs}"
                     say(
@@ -543,7 +564,7 @@ def main() -> None:
 
         chosen = [all_targets[k] for k in args.targets.split(",")]
         say(f"\n## Load (wrk -t{args.threads}, {args.duration:g} s per run, {args.runs} rounds)")
-        results = measure(args, servers, base, chosen)
+        results = measure(args, servers, base, url, chosen)
         say(f"\n## Result (medians of {args.runs} rounds), load average at end {loadavg()}\n")
         c = args.connections
         say(
