@@ -70,9 +70,9 @@ async def measure(args: argparse.Namespace) -> None:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             tokens = {}
-            for org in range(dataset.ORGANIZATIONS):
+            for number in range(dataset.ORGANIZATIONS):
                 answer = await client.post(
-                    "/auth/login", json={"email": owner_email(org), "password": PASSWORD}
+                    "/auth/login", json={"email": owner_email(number), "password": PASSWORD}
                 )
                 answer.raise_for_status()
                 tokens[answer.json()["user"]["organization_id"]] = answer.json()["access_token"]
