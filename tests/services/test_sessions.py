@@ -348,3 +348,28 @@ async def test_activity_racing_a_stop_is_counted_exactly_or_refused(
         assert final.status.value == "stopped"
         assert final.total_active_seconds == 10 * len(accepted)
         assert await uow.sessions.ledger_totals(final) == (10 * len(accepted), 0)
+
+
+async def test_single_events_and_batches_racing_on_one_session_all_count(
+    container: Container,
+) -> None:
+    """Batches and single events (with and without an app) interleaved on one session: every
+    request succeeds (a deadlock victim is retried, never reported) and the counters equal the
+    ledger. Batches lock the session row before the ledger, as the one-event statement does."""
+    principal = await member(container)
+    session = await started(container, principal)
+
+    async def single(n: int) -> None:
+        extra = {"app_name": "Editor"} if n % 3 == 0 else {}
+        await add(container, principal, session, active(2, f"s{n}", **extra))
+
+    async def batch(n: int) -> None:
+        await add(container, principal, session, *(active(1, f"b{n}-{k}") for k in range(4)))
+
+    await asyncio.gather(*(single(n) if n % 2 else batch(n) for n in range(240)))
+    expected = 120 * 2 + 120 * 4
+    assert (await totals(container, principal, session.id))[:2] == (expected, 0)
+    async with container.database(readonly=True) as uow:
+        current = await uow.sessions.get(principal.organization_id, session.id)
+        assert current is not None
+        assert await uow.sessions.ledger_totals(current) == (expected, 0)

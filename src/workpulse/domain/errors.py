@@ -125,3 +125,14 @@ class TooManyAttempts(RateLimited):
 
 class StorageUnavailable(Unavailable):
     default_detail = "the database is unavailable"
+
+
+class TransientConflict(Unavailable):
+    """The database chose this transaction as a deadlock victim or could not serialize it; it
+    was rolled back whole, so running it again is safe. Use cases retry; a client sees 503 only
+    if the retries run out."""
+
+    default_detail = "the change met a concurrent one; try again"
+
+    def __init__(self, detail: object = None) -> None:
+        super().__init__(retry_after=1, detail=detail)

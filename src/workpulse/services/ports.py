@@ -399,8 +399,10 @@ class SessionStore(Protocol):
         ...
 
     async def get(
-        self, organization_id: OrganizationId, session_id: WorkSessionId
-    ) -> WorkSession | None: ...
+        self, organization_id: OrganizationId, session_id: WorkSessionId, *, lock: bool = False
+    ) -> WorkSession | None:
+        """`lock=True`: the row is locked until the transaction ends (its current version)."""
+        ...
 
     async def active(
         self, organization_id: OrganizationId, user_id: UserId | None

@@ -13,6 +13,8 @@ usage for the app and domain reports. `SESSION_UPDATE` is published after the co
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -21,7 +23,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from workpulse.domain.errors import InvalidInput, ProjectNotFound, WorkPulseError
+from workpulse.domain.errors import (
+    InvalidInput,
+    ProjectNotFound,
+    TransientConflict,
+    WorkPulseError,
+)
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import Ping, check_ping
@@ -107,6 +114,9 @@ class SessionUnitOfWorkFactory(Protocol):
         ...
 
 
+WRITE_ATTEMPTS = 3  # a deadlock victim is run again at most twice
+
+
 @dataclass(frozen=True, slots=True)
 class Dependencies:
     """What every session use case needs; built once by the composition root."""
@@ -159,9 +169,11 @@ async def _visible(uow: UnitOfWork, principal: Principal, session_id: WorkSessio
     return session
 
 
-async def _own(uow: UnitOfWork, principal: Principal, session_id: WorkSessionId) -> WorkSession:
+async def _own(
+    uow: UnitOfWork, principal: Principal, session_id: WorkSessionId, *, lock: bool = False
+) -> WorkSession:
     """Only the session's user writes to it; anyone else is told it does not exist."""
-    session = await uow.sessions.get(principal.organization_id, session_id)
+    session = await uow.sessions.get(principal.organization_id, session_id, lock=lock)
     if session is None or session.user_id != principal.user_id:
         raise SessionNotFound()
     return session
@@ -267,13 +279,41 @@ async def record(
     *,
     deps: Dependencies,
 ) -> tuple[WorkSession, list[ActivityResult]]:
-    """Apply the events that fit, in order; every event gets a result."""
+    """Apply the events that fit, in order; every event gets a result.
+
+    A transaction the database rolled back as a deadlock victim (or could not serialize) is run
+    again: it wrote nothing, and event ids make a repeat harmless. Clients never see a conflict
+    for an ordinary concurrent write."""
     settings = await deps.settings_of(principal.organization_id)
     now = deps.clock.now()
-    if len(events) == 1:
-        return await _record_one(principal, device_id, session_id, events[0], settings, now, deps)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            if len(events) == 1:
+                return await _record_one(
+                    principal, device_id, session_id, events[0], settings, now, deps
+                )
+            return await _record_batch(
+                principal, device_id, session_id, events, settings, now, deps
+            )
+        except TransientConflict:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * attempt))  # let the winner finish
+    raise AssertionError("unreachable")
+
+
+async def _record_batch(
+    principal: Principal,
+    device_id: str,
+    session_id: WorkSessionId,
+    events: Sequence[ActivityInput],
+    settings: OrganizationSettings,
+    now: datetime,
+    deps: Dependencies,
+) -> tuple[WorkSession, list[ActivityResult]]:
     async with deps.uow_factory() as uow:
-        session = await _own(uow, principal, session_id)
+        # The session row first, then the ledger: the order the one-event statement takes too.
+        session = await _own(uow, principal, session_id, lock=True)
         if not session.active:
             raise SessionStopped()
         results: list[ActivityResult | None] = [None] * len(events)

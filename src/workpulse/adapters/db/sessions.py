@@ -52,6 +52,11 @@ _LIMIT = _param("limit", sa.BigInteger())
 _LAST = _param("last", UtcDateTime())
 
 _GET = sa.select(*_SESSION_COLUMNS).where(_s.organization_id == _ORG, _s.id == _SID)
+# FOR NO KEY UPDATE (PostgreSQL; SQLite's writers hold the database's write lock anyway): taken
+# first by a batch, so that a batch and a single event always lock the session row before the
+# ledger. A batch that inserted ledger rows first and locked the row last deadlocked against a
+# single event holding the row and waiting on one of those ledger rows' unique keys.
+_GET_LOCKED = _GET.with_for_update(key_share=True)
 
 # The ledger rows; a repeat of (session, event_id) inserts nothing.
 _INSERT = {
@@ -256,10 +261,13 @@ class SqlSessionStore:
             raise
 
     async def get(
-        self, organization_id: OrganizationId, session_id: WorkSessionId
+        self, organization_id: OrganizationId, session_id: WorkSessionId, *, lock: bool = False
     ) -> WorkSession | None:
+        statement = _GET_LOCKED if lock else _GET
         row = (
-            await self._conn.execute(_GET, {"org": _tenant(organization_id), "sid": session_id})
+            await self._conn.execute(
+                statement, {"org": _tenant(organization_id), "sid": session_id}
+            )
         ).first()
         return None if row is None else _session(row)
 

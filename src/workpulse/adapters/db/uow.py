@@ -18,7 +18,7 @@ from workpulse.adapters.db.sessions import SqlSessionStore
 from workpulse.adapters.db.summaries import SqlSummaryStore
 from workpulse.adapters.db.usage import SqlPingStore, SqlUsageStore
 from workpulse.adapters.db.users import SqlDeviceSessionStore, SqlInviteStore, SqlUserStore
-from workpulse.domain.errors import StorageUnavailable
+from workpulse.domain.errors import StorageUnavailable, TransientConflict
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class SqlUnitOfWork:
             except Exception:
                 log.exception("after-commit callback failed")
 
+
+# deadlock_detected, serialization_failure: the transaction was rolled back whole; run it again.
+_TRANSIENT = frozenset({"40P01", "40001"})
 
 # Errors that mean "the database is not reachable right now", not "your query is wrong".
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, TimeoutError)
@@ -91,6 +94,8 @@ class SqlDatabase:
             try:
                 yield SqlUnitOfWork(conn)
             except sa_exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) in _TRANSIENT:
+                    raise TransientConflict() from exc
                 if exc.connection_invalidated or isinstance(exc, _UNAVAILABLE):
                     raise StorageUnavailable() from exc
                 raise
