@@ -408,3 +408,40 @@ async def test_reports_of_someone_one_may_not_see_are_404(
     assert team.json()["total_seconds"] == 0
     for path in (*DAY_ROUTES, "/reports/range", "/reports/team"):
         assert_error(await client.get(path, params=day), 401)
+
+
+async def test_a_backdated_session_claims_the_time_already_recorded(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """The agent was offline: usage was derived first, the session started afterwards with a
+    start time in the past. The rollups of those hours are recomputed at the start."""
+    owner = await register_owner(client)
+    project = await client.post("/projects", json={"name": "Hermes"}, headers=owner.headers)
+    now = datetime.now(UTC).replace(microsecond=0)
+    await use(
+        container,
+        owner,
+        "Editor",
+        (now - timedelta(hours=1, minutes=30)).isoformat(),
+        (now - timedelta(minutes=30)).isoformat(),
+    )
+    started = await client.post(
+        "/sessions/start",
+        json={
+            "project_id": project.json()["id"],
+            "start_time": (now - timedelta(hours=1)).isoformat(),
+        },
+        headers=owner.headers,
+    )
+    assert started.status_code == 201, started.text
+    first = (now - timedelta(hours=1, minutes=30)).date().isoformat()
+    response = await get(
+        client,
+        owner,
+        "/reports/range",
+        **{"from": first, "to": now.date().isoformat()},
+        tz="UTC",
+        group_by="project",
+    )
+    rows = {r["key"]: r["seconds"] for r in response.json()["rows"]}
+    assert rows == {project.json()["id"]: 1800, None: 1800}

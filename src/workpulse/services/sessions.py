@@ -54,6 +54,7 @@ from workpulse.services.ports import (
     SessionStore,
     UnitOfWork,
 )
+from workpulse.services.reports import reattribute
 
 SESSION_UPDATE = "SESSION_UPDATE"
 
@@ -207,6 +208,8 @@ async def start(
             if project is None or project.archived_at is not None:
                 raise ProjectNotFound()
         await uow.sessions.start(session)
+        # Time already recorded since a (backdated) start now belongs to the session's project.
+        await reattribute(uow, session.organization_id, session.user_id, session.start_time, now)
         _announce(uow, deps, session, "start")
         await uow.commit()
     return session
@@ -217,9 +220,11 @@ async def stop(
 ) -> WorkSession:
     async with deps.uow_factory() as uow:
         await _own(uow, principal, session_id)
-        stopped = await uow.sessions.stop(principal.organization_id, session_id, deps.clock.now())
+        now = deps.clock.now()
+        stopped = await uow.sessions.stop(principal.organization_id, session_id, now)
         if stopped is None:
             raise SessionStopped("this work session is already stopped")
+        await _unattribute_after_end(uow, stopped, now)
         _announce(uow, deps, stopped, "stop")
         await uow.commit()
     return stopped
@@ -512,6 +517,14 @@ async def close_stale(
     async with deps.uow_factory() as uow:
         closed = await uow.sessions.close_stale(organization_id, cutoff)
         for session in closed:
+            await _unattribute_after_end(uow, session, deps.clock.now())
             _announce(uow, deps, session, "timeout")
         await uow.commit()
     return closed
+
+
+async def _unattribute_after_end(uow: UnitOfWork, session: WorkSession, now: datetime) -> None:
+    """Time after a session's end (a stale session ends at its last sign of life, in the past)
+    no longer belongs to its project."""
+    if session.end_time is not None and session.end_time < now:
+        await reattribute(uow, session.organization_id, session.user_id, session.end_time, now)
