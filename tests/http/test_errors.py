@@ -399,3 +399,11 @@ async def test_a_database_that_refuses_the_connection_is_a_503(postgresql_url: s
         )
     assert_error(response, 503)
     assert "retry-after" in response.headers
+
+
+async def test_health_names_each_component_as_the_contract_shows(
+    client: httpx.AsyncClient,
+) -> None:
+    body = (await client.get("/health")).json()
+    assert body["status"] == "ok"
+    assert body["info"]["database"] == {"status": "up"}  # no "message": null beside it

@@ -19,6 +19,7 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/health",
     response_model=HealthOut,
+    response_model_exclude_none=True,  # the contract's {"status": "up"}, no "message": null
     responses={
         503: {
             "model": HealthOut,
@@ -36,7 +37,9 @@ async def get_health(container: ContainerDep) -> Any:
     body = HealthOut(status="error" if error else "ok", info=info, error=error)
     if error:
         return JSONResponse(
-            body.model_dump(mode="json"), status_code=503, headers={"Retry-After": "5"}
+            body.model_dump(mode="json", exclude_none=True),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
     return body
 
