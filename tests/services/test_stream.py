@@ -197,3 +197,35 @@ async def test_stream_payloads_round_trip(streamed: Container) -> None:
     ping: Ping = (await checked(streamed, caller, [span]))[0]
     owned = OwnedPing(caller.principal.organization_id, caller.principal.user_id, ping)
     assert decode(f"[{encode(owned)}]") == [owned]
+
+
+async def test_concurrent_submissions_share_round_trips_and_each_ping_is_accepted_once(
+    streamed: Container,
+) -> None:
+    """Requests submitted at the same moment go to Redis together (one pipeline), each still
+    its own atomic script: of many concurrent copies of one ping exactly one is accepted, every
+    other request gets its own answers, and one stream entry per accepted request is added."""
+    caller = await new_caller(streamed, ("laptop",))
+    at = streamed.clock.now().replace(microsecond=0) - timedelta(minutes=10)
+    same = point(("Editor", None), at, "laptop")
+    others = [point(("Slack", None), at + timedelta(seconds=n + 1), "laptop") for n in range(40)]
+
+    async def submit(items: list[PingInput]) -> list[Outcome]:
+        results = await ingest.track(
+            caller,
+            items,
+            settings_of=streamed.settings_of,
+            queue=streamed.ping_queue,
+            clock=streamed.clock,
+        )
+        return [r.outcome for r in results]
+
+    before = await backlog(streamed)
+    answers = await asyncio.gather(
+        *(submit([same]) for _ in range(40)), *(submit([other]) for other in others)
+    )
+    copies, distinct = answers[:40], answers[40:]
+    assert sorted(a[0] for a in copies).count(Outcome.ACCEPTED) == 1
+    assert all(a == [Outcome.DUPLICATE] for a in copies if a != [Outcome.ACCEPTED])
+    assert all(a == [Outcome.ACCEPTED] for a in distinct)
+    assert await backlog(streamed) - before == 1 + len(others)
