@@ -20,6 +20,7 @@ from workpulse.domain.users import User
 from workpulse.services import ingest
 from workpulse.services.ports import OwnedPing
 
+Key = tuple[int, UserId | None, str | None, str | None, bool]
 ORIGIN = datetime(2026, 5, 31, 20, 0, tzinfo=UTC)  # crosses a UTC midnight and a month bound
 SPREAD = timedelta(hours=30)
 
@@ -119,3 +120,55 @@ async def test_rollups_equal_a_tally_of_the_intervals(container: Container, seed
     for (user_id, hour, *_), micros in stored.items():
         per_hour[(user_id, hour)] += micros
     assert max(per_hour.values()) <= 3600 * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "by",
+    [frozenset(), frozenset({"app_name"}), frozenset({"user_id", "app_name", "domain"})],
+)
+async def test_sums_in_the_database_equal_sums_of_the_hourly_rows(
+    container: Container, by: frozenset[str]
+) -> None:
+    rng = random.Random(7)
+    organization_id, user_ids = await _organization_with_users(container, 2)
+    owned = [
+        OwnedPing(organization_id, rng.choice(user_ids), _random_ping(rng, n)) for n in range(200)
+    ]
+    await ingest.store_and_derive(
+        owned,
+        uow_factory=container.database,
+        settings_of=container.settings_of,
+        partitions=container.partitions,
+    )
+    # Windows with a gap between them: hours in the gap belong to no window.
+    windows = [
+        (ORIGIN, ORIGIN + timedelta(hours=5)),
+        (ORIGIN + timedelta(hours=6), ORIGIN + timedelta(hours=20)),
+        (ORIGIN + timedelta(hours=20), ORIGIN + SPREAD),
+    ]
+    async with container.database(readonly=True) as uow:
+        summed = await uow.rollups.totals(organization_id, None, windows, by)
+        hourly = await uow.rollups.read(organization_id, None, ORIGIN, ORIGIN + SPREAD)
+
+    def key(index: int, user: UserId, usage_app: str, domain: str | None, idle: bool) -> Key:
+        return (
+            index,
+            user if "user_id" in by else None,
+            usage_app if "app_name" in by else None,
+            domain if "domain" in by else None,
+            idle,
+        )
+
+    expected: Counter[Key] = Counter()
+    for row in hourly:
+        for index, (start, end) in enumerate(windows):
+            if start <= row.usage.hour < end:
+                u = row.usage
+                expected[key(index, row.user_id, u.app_name, u.domain, u.idle)] += u.micros
+    got: Counter[Key] = Counter()
+    for index, row in summed:
+        u = row.usage
+        assert u.hour == windows[index][0]
+        got[key(index, row.user_id, u.app_name, u.domain, u.idle)] += u.micros
+    assert got == expected
+    assert sum(got.values()) > 0

@@ -356,6 +356,18 @@ class RollupStore(Protocol):
         """Hourly rows of the users (None: the whole organization) for hours in [start, end)."""
         ...
 
+    async def totals(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+        by: frozenset[str],
+    ) -> Sequence[tuple[int, UserUsage]]:
+        """Rollups summed in the database per window (whole hours, ascending, not overlapping)
+        and per idle flag and the dimensions in `by` (of "user_id", "app_name", "domain",
+        "project_id"); the others are left empty. Each row comes with its window's index."""
+        ...
+
     async def project_spans(
         self,
         organization_id: OrganizationId,

@@ -121,6 +121,17 @@ class TeamReport:
     users: list[TeamLine]
 
 
+# What each report groups on, summed by the database for whole hours.
+_DAY_DIMENSIONS = frozenset({"user_id", "app_name", "domain", "project_id"})
+_TEAM_DIMENSIONS = frozenset({"user_id", "app_name"})
+_RANGE_DIMENSIONS: dict[GroupBy, frozenset[str]] = {
+    GroupBy.DAY: frozenset(),
+    GroupBy.APP: frozenset({"app_name"}),
+    GroupBy.DOMAIN: frozenset({"domain"}),
+    GroupBy.PROJECT: frozenset({"project_id"}),
+    GroupBy.USER: frozenset({"user_id"}),
+}
+
 # --- Use cases --------------------------------------------------------------------------------
 
 
@@ -131,10 +142,20 @@ async def day_report(
     tz: str | None,
     user_id: UserId | None,
     uow_factory: UnitOfWorkFactory,
+    with_projects: bool = True,
 ) -> DayReport:
+    """`with_projects=False` skips reading project names (for answers that show none)."""
     async with uow_factory(readonly=True) as uow:
         subject, zone_name, zone = await _subject_and_zone(uow, principal, user_id, tz)
-        return await user_day(uow, principal.organization_id, subject, day, zone_name, zone)
+        return await user_day(
+            uow,
+            principal.organization_id,
+            subject,
+            day,
+            zone_name,
+            zone,
+            with_projects=with_projects,
+        )
 
 
 async def user_day(
@@ -144,12 +165,14 @@ async def user_day(
     day: date,
     zone_name: str,
     zone: ZoneInfo,
+    *,
+    with_projects: bool = True,
 ) -> DayReport:
     """One user's local day, inside the caller's transaction and without an access check (the
     body of `day_report`)."""
     start, end = local_day(day, zone)
-    usage = (await _collect(uow, organization_id, [user_id], [(start, end)]))[0]
-    names = await _project_names(uow, organization_id)
+    usage = (await _collect(uow, organization_id, [user_id], [(start, end)], _DAY_DIMENSIONS))[0]
+    names = await _project_names(uow, organization_id) if with_projects else {}
     return day_report_of(day, zone_name, user_id, usage, names)
 
 
@@ -198,7 +221,9 @@ async def range_report(
             subject, zone_name, zone = await _subject_and_zone(uow, principal, user_id, tz)
             subjects = [subject]
         windows = [local_day(d, zone) for d in days]
-        per_day = await _collect(uow, principal.organization_id, subjects, windows)
+        per_day = await _collect(
+            uow, principal.organization_id, subjects, windows, _RANGE_DIMENSIONS[group_by]
+        )
         labels: dict[str, str] = {}
         if group_by is GroupBy.PROJECT:
             labels = {
@@ -241,7 +266,9 @@ async def team_report(
     async with uow_factory(readonly=True) as uow:
         zone_name, zone = await _organization_zone(uow, principal.organization_id, tz)
         start, end = local_day(day, zone)
-        usage = (await _collect(uow, principal.organization_id, None, [(start, end)]))[0]
+        usage = (
+            await _collect(uow, principal.organization_id, None, [(start, end)], _TEAM_DIMENSIONS)
+        )[0]
         members = await uow.users.list(principal.organization_id)
     active: dict[UserId, int] = defaultdict(int)
     idle: dict[UserId, int] = defaultdict(int)
@@ -323,13 +350,24 @@ async def _collect(
     organization_id: OrganizationId,
     user_ids: Sequence[UserId] | None,
     windows: Sequence[tuple[datetime, datetime]],
+    by: frozenset[str] | None = None,
 ) -> list[list[UserUsage]]:
     """The usage inside each window (consecutive, non-overlapping, in order): rollups for the
-    whole hours, a tally of the intervals for the partial ones."""
+    whole hours, a tally of the intervals for the partial ones.
+
+    `by`: the dimensions the caller groups on (of "user_id", "app_name", "domain",
+    "project_id"); the database then sums the whole hours per window and those dimensions, and
+    the rest is left empty. None: hourly rows with every dimension."""
     found: list[list[UserUsage]] = [[] for _ in windows]
     splits = [split_window(start, end) for start, end in windows]
     wholes = [(index, split.whole) for index, split in enumerate(splits) if split.whole]
-    if wholes:
+    if wholes and by is not None:
+        summed = await uow.rollups.totals(
+            organization_id, user_ids, [whole for _, whole in wholes], by
+        )
+        for position, row in summed:
+            found[wholes[position][0]].append(row)
+    elif wholes:
         starts = [whole[0] for _, whole in wholes]
         rows = await uow.rollups.read(organization_id, user_ids, starts[0], wholes[-1][1][1])
         for row in rows:

@@ -3,6 +3,7 @@ projects."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -17,6 +18,7 @@ from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.services.ports import UserUsage
 
 _INSERT_CHUNK = 500
+DIMENSIONS = ("user_id", "app_name", "domain", "project_id")
 
 
 class SqlRollupStore:
@@ -92,6 +94,62 @@ class SqlRollupStore:
             )
             for row in await self._conn.execute(query)
         ]
+
+    async def totals(
+        self,
+        organization_id: OrganizationId,
+        user_ids: Sequence[UserId] | None,
+        windows: Sequence[tuple[datetime, datetime]],
+        by: frozenset[str],
+    ) -> Sequence[tuple[int, UserUsage]]:
+        if not windows:
+            return []
+        unknown = by - set(DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown rollup dimensions: {sorted(unknown)}")
+        hour = usage_hourly.c.hour
+        window = sa.case(
+            *(
+                (sa.and_(hour >= start, hour < end), index)
+                for index, (start, end) in enumerate(windows)
+            )
+        ).label("window")
+        grouped = [usage_hourly.c[name] for name in DIMENSIONS if name in by]
+        query = (
+            sa.select(window, *grouped, usage_hourly.c.idle, sa.func.sum(usage_hourly.c.micros))
+            .where(
+                of_tenant(usage_hourly, organization_id),
+                hour >= windows[0][0],
+                hour < windows[-1][1],
+            )
+            .group_by(window, *grouped, usage_hourly.c.idle)
+        )
+        if user_ids is not None:
+            query = query.where(usage_hourly.c.user_id.in_(user_ids))
+        found: list[tuple[int, UserUsage]] = []
+        nobody = UserId(uuid.UUID(int=0))
+        for index, *values, idle, micros in (await self._conn.execute(query)).all():
+            if index is None:  # an hour between two windows' whole hours (a partial one)
+                continue
+            got = dict(zip((name for name in DIMENSIONS if name in by), values, strict=True))
+            project = got.get("project_id")
+            found.append(
+                (
+                    index,
+                    UserUsage(
+                        UserId(got["user_id"]) if "user_id" in got else nobody,
+                        Usage(
+                            windows[index][0],
+                            got.get("app_name", ""),
+                            got.get("domain"),
+                            idle,
+                            None if project is None else ProjectId(project),
+                            int(micros),
+                        ),
+                    ),
+                )
+            )
+        return found
 
     async def project_spans(
         self,

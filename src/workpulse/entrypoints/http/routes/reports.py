@@ -160,7 +160,13 @@ def _csv(filename: str, header: Sequence[str], rows: Sequence[Sequence[object]])
 
 
 async def _day(
-    found: IdentityDep, container: ContainerDep, day: str, tz: str | None, user_id: UUID | None
+    found: IdentityDep,
+    container: ContainerDep,
+    day: str,
+    tz: str | None,
+    user_id: UUID | None,
+    *,
+    with_projects: bool = False,
 ) -> DayReport:
     return await reports.day_report(
         found.principal,
@@ -168,6 +174,7 @@ async def _day(
         tz=tz,
         user_id=None if user_id is None else UserId(user_id),
         uow_factory=container.report_database,
+        with_projects=with_projects,
     )
 
 
@@ -266,7 +273,7 @@ async def daily_report(
     tz: TzQuery = None,
     user_id: UUID | None = None,
 ) -> DailyReport:
-    report = await _day(found, container, day, tz, user_id)
+    report = await _day(found, container, day, tz, user_id, with_projects=True)
     return DailyReport(
         date=report.day,
         tz=report.tz,
