@@ -19,10 +19,13 @@ import httpx
 import pytest
 
 from tests.api import Member, add_member, register_owner
-from tests.http.contract import assert_error
+from tests.conftest import test_settings
+from tests.http.contract import assert_error, serve
+from workpulse import bootstrap
 from workpulse.bootstrap import Container
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.pings import Ping
+from workpulse.entrypoints.http.app import create_app
 from workpulse.services import ingest
 from workpulse.services.ports import OwnedPing
 
@@ -445,3 +448,20 @@ async def test_a_backdated_session_claims_the_time_already_recorded(
     )
     rows = {r["key"]: r["seconds"] for r in response.json()["rows"]}
     assert rows == {project.json()["id"]: 1800, None: 1800}
+
+
+async def test_reports_read_from_the_replica_when_one_is_configured(
+    postgresql_url: str,
+) -> None:
+    """WORKPULSE_DATABASE_REPLICA_URL gives reports their own engine (here the same server, as a
+    stand-in for a streaming replica); everything else keeps the primary."""
+    settings = test_settings(postgresql_url, database_replica_url=postgresql_url)
+    async with bootstrap.build(settings) as built:
+        assert built.report_database is not built.database
+        assert built.report_database.engine is not built.engine
+    app = create_app(settings)
+    async with serve(app) as http:
+        owner = await register_owner(http)
+        response = await get(http, owner, "/reports/apps", date="2026-06-10", tz="UTC")
+    assert response.status_code == 200, response.text
+    assert response.json()["total_seconds"] == 0
