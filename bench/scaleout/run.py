@@ -132,6 +132,8 @@ class Run:
     others_us: dict[str, float] = field(default_factory=dict)  # worker, PostgreSQL, Redis
     drain_s: float = 0.0
     load: str = ""
+    api_cores: float = 0.0  # CPU of the API processes ÷ wall time of the wrk run
+    machine_cores: float = 0.0  # the whole machine's busy CPU ÷ the same wall time
 
 
 def parse(output: str, cap: int) -> Outcome:
@@ -257,6 +259,7 @@ class Bench:
         self.windows += 1
         api_before = {s.pid: cpu_of(s.pid) for s in self.apis}
         self.meter.start()
+        busy_before, wall_before = machine_busy(), time.monotonic()
         outcomes, wrk_cpu = run_wrk(
             self.layout(apis, self.args.connections),
             seconds=seconds,
@@ -265,6 +268,8 @@ class Bench:
             first=first,
         )
         api_spent = {s.pid: cpu_of(s.pid) - api_before[s.pid] for s in self.apis}
+        wall = time.monotonic() - wall_before
+        machine = (machine_busy() - busy_before) / wall
         drain = self.drained() if endpoint == "track" else 0.0
         others = self.meter.stop()
         requests = sum(o.requests for o in outcomes)
@@ -286,7 +291,15 @@ class Bench:
             others_us={k: v * per for k, v in others.items()} if endpoint == "track" else {},
             drain_s=drain,
             load=load,
+            api_cores=sum(api_spent.values()) / wall,
+            machine_cores=machine,
         )
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores of the machine have been busy (not idle, not waiting for I/O)."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_quiet(below: float, start_by: datetime | None) -> str:
@@ -312,9 +325,11 @@ def report_rows(runs: list[Run], lines: list[str]) -> None:
     lines.append(
         "| endpoint | API processes | req/s (runs) | median req/s | p50 ms | p99 ms | API CPU "
         "µs/req | wrk CPU µs/req | worker / PostgreSQL / Redis CPU µs/req | drain after s "
-        "| errors |"
+        "| API cores busy | machine cores busy | errors |"
     )
-    lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    lines.append(
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
+    )
     for endpoint in ("track", "me"):
         for apis in (1, 2):
             own = [r for r in runs if r.endpoint == endpoint and r.apis == apis]
@@ -330,7 +345,8 @@ def report_rows(runs: list[Run], lines: list[str]) -> None:
                 f"| {names[endpoint]} | {apis} | {', '.join(f'{r.rps:.0f}' for r in own)} | "
                 f"**{med(own, 'rps'):.0f}** | {med(own, 'p50_ms'):.2f} | {med(own, 'p99_ms'):.2f} "
                 f"| {med(own, 'api_us'):.0f} | {med(own, 'wrk_us'):.0f} | {others} | "
-                f"{med(own, 'drain_s'):.1f} | {sum(r.errors for r in own)} |"
+                f"{med(own, 'drain_s'):.1f} | {med(own, 'api_cores'):.2f} | "
+                f"{med(own, 'machine_cores'):.2f} | {sum(r.errors for r in own)} |"
             )
     for endpoint in ("track", "me"):
         one = [r for r in runs if r.endpoint == endpoint and r.apis == 1]
@@ -414,7 +430,9 @@ def measure_all(args: argparse.Namespace, workdir: Path, lines: list[str]) -> No
                             f"req/s  p50 {one.p50_ms:6.2f}  p99 {one.p99_ms:7.2f} ms  API "
                             f"{one.api_us:4.0f} µs/req  wrk {one.wrk_us:4.0f}  "
                             f"{' '.join(f'{k} {v:.0f}' for k, v in one.others_us.items())}  "
-                            f"drain {one.drain_s:.1f} s  errors {one.errors}  (load {one.load})"
+                            f"drain {one.drain_s:.1f} s  errors {one.errors}  API cores "
+                            f"{one.api_cores:.2f}  machine busy {one.machine_cores:.2f} "
+                            f"(load {one.load})"
                         )
             report_rows(found, lines)
             answered, most = bench.pings_answered, bench.pings_answered + bench.in_flight
