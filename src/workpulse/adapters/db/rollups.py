@@ -126,25 +126,30 @@ class SqlRollupStore:
         )
         if user_ids is not None:
             query = query.where(usage_hourly.c.user_id.in_(user_ids))
-        found: list[tuple[int, UserUsage]] = []
+        names = [name for name in DIMENSIONS if name in by]
+        at = {name: names.index(name) + 1 for name in names}  # column positions after `window`
+        user_at, app_at = at.get("user_id"), at.get("app_name")
+        domain_at, project_at = at.get("domain"), at.get("project_id")
+        idle_at = len(names) + 1
         nobody = UserId(uuid.UUID(int=0))
-        for index, *values, idle, micros in (await self._conn.execute(query)).all():
+        found: list[tuple[int, UserUsage]] = []
+        for row in (await self._conn.execute(query)).all():
+            index = row[0]
             if index is None:  # an hour between two windows' whole hours (a partial one)
                 continue
-            got = dict(zip((name for name in DIMENSIONS if name in by), values, strict=True))
-            project = got.get("project_id")
+            project = None if project_at is None else row[project_at]
             found.append(
                 (
                     index,
                     UserUsage(
-                        UserId(got["user_id"]) if "user_id" in got else nobody,
+                        nobody if user_at is None else row[user_at],
                         Usage(
                             windows[index][0],
-                            got.get("app_name", ""),
-                            got.get("domain"),
-                            idle,
+                            "" if app_at is None else row[app_at],
+                            None if domain_at is None else row[domain_at],
+                            row[idle_at],
                             None if project is None else ProjectId(project),
-                            int(micros),
+                            int(row[idle_at + 1]),
                         ),
                     ),
                 )
