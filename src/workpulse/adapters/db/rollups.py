@@ -3,22 +3,65 @@ projects."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workpulse.adapters.db.tables import usage_hourly, work_sessions
-from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.adapters.db.tenancy import MissingTenant, of_tenant
+from workpulse.adapters.db.types import UtcDateTime
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId
 from workpulse.domain.reports import ProjectSpan, Usage
 from workpulse.services.ports import UserUsage
 
 _INSERT_CHUNK = 500
 DIMENSIONS = ("user_id", "app_name", "domain", "project_id")
+
+
+def _tenant(organization_id: OrganizationId) -> OrganizationId:
+    # The prebuilt statement filters on a bound organization id: refuse a missing one here,
+    # as of_tenant() does for built queries.
+    if not isinstance(organization_id, uuid.UUID):
+        raise MissingTenant("a rollup query without an organization id")
+    return organization_id
+
+
+@functools.lru_cache(maxsize=256)
+def _totals_statement(windows: int, by: frozenset[str], some_users: bool) -> sa.Select[Any]:
+    """Built once per shape (number of windows, dimensions, user filter) with bound parameters:
+    a report's request pays no statement construction."""
+    hour = usage_hourly.c.hour
+    window = sa.case(
+        *(
+            (
+                sa.and_(
+                    hour >= sa.bindparam(f"s{index}", type_=UtcDateTime()),
+                    hour < sa.bindparam(f"e{index}", type_=UtcDateTime()),
+                ),
+                index,
+            )
+            for index in range(windows)
+        )
+    ).label("window")
+    grouped = [usage_hourly.c[name] for name in DIMENSIONS if name in by]
+    query = (
+        sa.select(window, *grouped, usage_hourly.c.idle, sa.func.sum(usage_hourly.c.micros))
+        .where(
+            usage_hourly.c.organization_id == sa.bindparam("org", type_=sa.Uuid()),
+            hour >= sa.bindparam("s0", type_=UtcDateTime()),
+            hour < sa.bindparam(f"e{windows - 1}", type_=UtcDateTime()),
+        )
+        .group_by(window, *grouped, usage_hourly.c.idle)
+    )
+    if some_users:
+        query = query.where(usage_hourly.c.user_id.in_(sa.bindparam("users", expanding=True)))
+    return query
 
 
 class SqlRollupStore:
@@ -107,25 +150,12 @@ class SqlRollupStore:
         unknown = by - set(DIMENSIONS)
         if unknown:
             raise ValueError(f"unknown rollup dimensions: {sorted(unknown)}")
-        hour = usage_hourly.c.hour
-        window = sa.case(
-            *(
-                (sa.and_(hour >= start, hour < end), index)
-                for index, (start, end) in enumerate(windows)
-            )
-        ).label("window")
-        grouped = [usage_hourly.c[name] for name in DIMENSIONS if name in by]
-        query = (
-            sa.select(window, *grouped, usage_hourly.c.idle, sa.func.sum(usage_hourly.c.micros))
-            .where(
-                of_tenant(usage_hourly, organization_id),
-                hour >= windows[0][0],
-                hour < windows[-1][1],
-            )
-            .group_by(window, *grouped, usage_hourly.c.idle)
-        )
+        query = _totals_statement(len(windows), by, user_ids is not None)
+        params: dict[str, Any] = {"org": _tenant(organization_id)}
+        for index, (start, end) in enumerate(windows):
+            params[f"s{index}"], params[f"e{index}"] = start, end
         if user_ids is not None:
-            query = query.where(usage_hourly.c.user_id.in_(user_ids))
+            params["users"] = list(user_ids)
         names = [name for name in DIMENSIONS if name in by]
         at = {name: names.index(name) + 1 for name in names}  # column positions after `window`
         user_at, app_at = at.get("user_id"), at.get("app_name")
@@ -133,7 +163,7 @@ class SqlRollupStore:
         idle_at = len(names) + 1
         nobody = UserId(uuid.UUID(int=0))
         found: list[tuple[int, UserUsage]] = []
-        for row in (await self._conn.execute(query)).all():
+        for row in (await self._conn.execute(query, params)).all():
             index = row[0]
             if index is None:  # an hour between two windows' whole hours (a partial one)
                 continue
