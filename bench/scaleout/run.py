@@ -1,6 +1,6 @@
 """bench/scaleout: what a second `workpulse api` process buys on this machine (issue 9).
 
-    python3 -m uv run python bench/scaleout/run.py                 # ~4-5 minutes once quiet
+    python3 -m uv run python bench/scaleout/run.py                 # ~3 minutes once quiet
     python3 -m uv run python bench/scaleout/run.py --start-by 17:52 --quiet-below 3
     python3 -m uv run python bench/scaleout/run.py --rounds 1 --duration 3 --no-wait   # a trial
 
