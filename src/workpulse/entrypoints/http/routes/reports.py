@@ -23,7 +23,7 @@ from workpulse.services.reports import DayReport, Line
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 Format = Literal["json", "csv"]
-DateQuery = Annotated[str, Query(description="a local day, YYYY-MM-DD")]
+DayQuery = Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")]
 # `format=csv` answers a CSV table with a header row, as an attachment.
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
@@ -178,24 +178,28 @@ async def _day(
     )
 
 
+def _lines_csv(name: str, day: date, header: str, lines: Sequence[Line]) -> Response:
+    return _csv(
+        f"workpulse-{name}-{day.isoformat()}.csv",
+        (header, "seconds", "duration"),
+        [(line.key, line.seconds, duration(line.seconds)) for line in lines],
+    )
+
+
 @router.get(
     "/apps", response_model=AppsReport, responses={**documented(401, 404, 422, 503), **CSV_RESPONSE}
 )
 async def apps_report(
     found: IdentityDep,
     container: ContainerDep,
-    day: Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")],
+    day: DayQuery,
     tz: TzQuery = None,
     user_id: UUID | None = None,
     format: Format = "json",
 ) -> AppsReport | Response:
     report = await _day(found, container, day, tz, user_id)
     if format == "csv":
-        return _csv(
-            f"workpulse-apps-{report.day.isoformat()}.csv",
-            ("app_name", "seconds", "duration"),
-            [(line.key, line.seconds, duration(line.seconds)) for line in report.apps],
-        )
+        return _lines_csv("apps", report.day, "app_name", report.apps)
     return AppsReport(
         date=report.day,
         tz=report.tz,
@@ -207,21 +211,28 @@ async def apps_report(
     )
 
 
-async def _domains_report(
+# `/reports/urls` is the time_tracker seed's name for the same report.
+@router.get(
+    "/domains",
+    response_model=DomainsReport,
+    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
+)
+@router.get(
+    "/urls",
+    response_model=DomainsReport,
+    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
+)
+async def domains_report(
     found: IdentityDep,
     container: ContainerDep,
-    day: str,
-    tz: str | None,
-    user_id: UUID | None,
-    format: Format,
+    day: DayQuery,
+    tz: TzQuery = None,
+    user_id: UUID | None = None,
+    format: Format = "json",
 ) -> DomainsReport | Response:
     report = await _day(found, container, day, tz, user_id)
     if format == "csv":
-        return _csv(
-            f"workpulse-domains-{report.day.isoformat()}.csv",
-            ("domain", "seconds", "duration"),
-            [(line.key, line.seconds, duration(line.seconds)) for line in report.domains],
-        )
+        return _lines_csv("domains", report.day, "domain", report.domains)
     return DomainsReport(
         date=report.day,
         tz=report.tz,
@@ -232,44 +243,11 @@ async def _domains_report(
     )
 
 
-@router.get(
-    "/domains",
-    response_model=DomainsReport,
-    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
-)
-async def domains_report(
-    found: IdentityDep,
-    container: ContainerDep,
-    day: Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")],
-    tz: TzQuery = None,
-    user_id: UUID | None = None,
-    format: Format = "json",
-) -> DomainsReport | Response:
-    return await _domains_report(found, container, day, tz, user_id, format)
-
-
-@router.get(
-    "/urls",
-    response_model=DomainsReport,
-    responses={**documented(401, 404, 422, 503), **CSV_RESPONSE},
-)
-async def urls_report(
-    found: IdentityDep,
-    container: ContainerDep,
-    day: Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")],
-    tz: TzQuery = None,
-    user_id: UUID | None = None,
-    format: Format = "json",
-) -> DomainsReport | Response:
-    """The same as `/reports/domains` (the time_tracker seed's name)."""
-    return await _domains_report(found, container, day, tz, user_id, format)
-
-
 @router.get("/daily", response_model=DailyReport, responses=documented(401, 404, 422, 503))
 async def daily_report(
     found: IdentityDep,
     container: ContainerDep,
-    day: Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")],
+    day: DayQuery,
     tz: TzQuery = None,
     user_id: UUID | None = None,
 ) -> DailyReport:
@@ -347,7 +325,7 @@ async def range_report(
 async def team_report(
     found: IdentityDep,
     container: ContainerDep,
-    day: Annotated[str, Query(alias="date", description="a local day, YYYY-MM-DD")],
+    day: DayQuery,
     tz: Annotated[
         str | None, Query(description="an IANA time zone; default: the organization's")
     ] = None,
