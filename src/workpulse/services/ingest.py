@@ -37,7 +37,7 @@ from workpulse.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from workpulse.services.reports import refresh_rollups
+from workpulse.services.rollups import refresh_rollups
 
 SettingsOf = Callable[[OrganizationId], Awaitable[OrganizationSettings]]
 

@@ -21,9 +21,7 @@ from workpulse.domain.intervals import Interval
 from workpulse.domain.reports import (
     GroupBy,
     Usage,
-    ceil_hour,
     days_between,
-    floor_hour,
     local_day,
     seconds,
     split_window,
@@ -31,40 +29,7 @@ from workpulse.domain.reports import (
 )
 from workpulse.domain.roles import Principal, can_view, sees_organization
 from workpulse.domain.timezones import parse_timezone
-from workpulse.services.ports import DeviceKey, UnitOfWork, UnitOfWorkFactory, UserUsage
-
-# --- The workers' part ------------------------------------------------------------------------
-
-
-async def refresh_rollups(
-    uow: UnitOfWork,
-    organization_id: OrganizationId,
-    user_id: UserId,
-    start: datetime,
-    end: datetime,
-) -> None:
-    """Recompute the user's hourly rollups for the whole hours in [start, end), inside the
-    caller's transaction and under the caller's per-user usage lock."""
-    window = [(start, end)]
-    found = await uow.usage.of_users(organization_id, [user_id], window)
-    spans = await uow.rollups.project_spans(organization_id, [user_id], window)
-    rows = tally((i for _, i in found), spans.get(user_id, ()), start, end)
-    await uow.rollups.replace(organization_id, user_id, start, end, rows)
-
-
-async def reattribute(
-    uow: UnitOfWork,
-    organization_id: OrganizationId,
-    user_id: UserId,
-    start: datetime,
-    end: datetime,
-) -> None:
-    """A work session starting (possibly backdated) or stopping changes which project the
-    user's time in [start, end) belongs to: recompute those hours' rollups, under the same
-    per-user lock the workers take, in the caller's transaction."""
-    await uow.usage.lock([DeviceKey(organization_id, user_id, "")])
-    await refresh_rollups(uow, organization_id, user_id, floor_hour(start), ceil_hour(end))
-
+from workpulse.services.ports import UnitOfWork, UnitOfWorkFactory, UserUsage
 
 # --- What reports answer ----------------------------------------------------------------------
 

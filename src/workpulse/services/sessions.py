@@ -54,7 +54,7 @@ from workpulse.services.ports import (
     SessionStore,
     UnitOfWork,
 )
-from workpulse.services.reports import reattribute
+from workpulse.services.rollups import reattribute
 
 SESSION_UPDATE = "SESSION_UPDATE"
 
