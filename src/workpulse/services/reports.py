@@ -1,6 +1,6 @@
 """Reports: time per app, domain, project, user and local day (domain/reports.py has the rules).
 
-Whole UTC hours come from the hourly rollups the workers keep (`refresh_rollups`, called in the
+Whole UTC hours come from the hourly rollups the workers keep (services/rollups.py, called in the
 same transaction that re-derives intervals); the partial hours at the edges of a local day in a
 zone with a non-hour offset are tallied from the intervals themselves. Both go through the same
 domain function, so the two agree to the microsecond.
