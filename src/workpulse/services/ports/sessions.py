@@ -1,0 +1,84 @@
+"""Work sessions and the notifier that announces their changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from workpulse.domain.ids import (
+    OrganizationId,
+    ProjectId,
+    UserId,
+    WorkSessionId,
+)
+from workpulse.domain.sessions import Activity, WorkSession
+
+
+class SessionStore(Protocol):
+    async def start(self, session: WorkSession) -> None:
+        """Raises `SessionAlreadyActive` when the user has one (enforced by the database)."""
+        ...
+
+    async def get(
+        self, organization_id: OrganizationId, session_id: WorkSessionId, *, lock: bool = False
+    ) -> WorkSession | None:
+        """`lock=True`: the row is locked until the transaction ends (its current version)."""
+        ...
+
+    async def active(
+        self, organization_id: OrganizationId, user_id: UserId | None
+    ) -> Sequence[WorkSession]: ...
+
+    async def history(
+        self,
+        organization_id: OrganizationId,
+        *,
+        user_id: UserId | None,
+        project_id: ProjectId | None,
+        start: datetime | None,
+        end: datetime | None,
+        after: tuple[datetime, WorkSessionId] | None,
+        limit: int,
+    ) -> Sequence[WorkSession]: ...
+
+    async def stop(
+        self, organization_id: OrganizationId, session_id: WorkSessionId, now: datetime
+    ) -> WorkSession | None: ...
+
+    async def close_stale(
+        self, organization_id: OrganizationId, cutoff: datetime
+    ) -> Sequence[WorkSession]: ...
+
+    async def record(
+        self, session: WorkSession, activities: Sequence[Activity]
+    ) -> list[Activity]: ...
+
+    async def recorded(
+        self, session: WorkSession, event_ids: Sequence[str]
+    ) -> dict[str, Activity]: ...
+
+    async def add_to_counters(
+        self,
+        session: WorkSession,
+        *,
+        active_seconds: int,
+        idle_seconds: int,
+        last_activity_at: datetime,
+        limit_seconds: int,
+    ) -> WorkSession | None: ...
+
+    async def ledger_totals(self, session: WorkSession) -> tuple[int, int]: ...
+
+
+class Notifier(Protocol):
+    """Real-time events, published only after the change they report has committed."""
+
+    async def publish(
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        organization_id: OrganizationId,
+        user_id: UserId,
+    ) -> None: ...
