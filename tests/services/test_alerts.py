@@ -18,9 +18,9 @@ from workpulse.domain.organizations import Organization
 from workpulse.domain.reports import local_day
 from workpulse.domain.roles import Principal, Role
 from workpulse.domain.users import User
-from workpulse.services import alerts, sessions
+from workpulse.services import activity, alerts, sessions
+from workpulse.services.activity import ActivityInput
 from workpulse.services.ports import OwnedPing
-from workpulse.services.sessions import ActivityInput
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -61,7 +61,7 @@ async def test_one_idle_alert_per_episode_not_one_a_minute(container: Container)
     assert raised == [0] * 5 + [1] + [0] * 6, "alerted once, after the 5 idle minutes"
 
     # 09:12: active again for a minute; silent after it: a new episode from 09:12.
-    await sessions.record(
+    await activity.record(
         principal_of(user),
         "laptop",
         session.id,
@@ -71,7 +71,7 @@ async def test_one_idle_alert_per_episode_not_one_a_minute(container: Container)
     raised = []
     for minute in range(12, 25):
         if minute == 19:  # idle events do not end the episode
-            await sessions.record(
+            await activity.record(
                 principal_of(user),
                 "laptop",
                 session.id,

@@ -23,9 +23,9 @@ from workpulse.domain.sessions import (
     SessionStopped,
     WorkSession,
 )
-from workpulse.services import ingest, projects, sessions
+from workpulse.services import activity, ingest, projects, sessions
+from workpulse.services.activity import ActivityInput, Status
 from workpulse.services.identity import Registration
-from workpulse.services.sessions import ActivityInput, Status
 
 BACK = timedelta(hours=3)
 
@@ -53,8 +53,8 @@ async def add(
     principal: Principal,
     session: WorkSession,
     *events: ActivityInput,
-) -> tuple[WorkSession, list[sessions.ActivityResult]]:
-    return await sessions.record(
+) -> tuple[WorkSession, list[activity.ActivityResult]]:
+    return await activity.record(
         principal, "laptop", session.id, list(events), deps=container.session_deps
     )
 

@@ -31,7 +31,7 @@ from workpulse.domain.sessions import (
     SessionStatus,
     WorkSession,
 )
-from workpulse.services.sessions import Recorded
+from workpulse.services.ports import Recorded
 
 _s = work_sessions.c
 _a = activity_logs.c

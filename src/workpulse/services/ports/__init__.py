@@ -40,10 +40,14 @@ from workpulse.services.ports.reports import (
     UserUsage,
 )
 from workpulse.services.ports.sessions import (
+    ActivityLedger,
     Notifier,
+    Recorded,
     SessionStore,
 )
 from workpulse.services.ports.unit_of_work import (
+    SessionUnitOfWork,
+    SessionUnitOfWorkFactory,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -59,6 +63,7 @@ from workpulse.services.ports.usage import (
 
 __all__ = [
     "AccessClaims",
+    "ActivityLedger",
     "AgentSightings",
     "AlertStore",
     "Backlogged",
@@ -80,10 +85,13 @@ __all__ = [
     "PingStore",
     "PresenceStore",
     "ProjectStore",
+    "Recorded",
     "RollupStore",
     "SessionState",
     "SessionStateCache",
     "SessionStore",
+    "SessionUnitOfWork",
+    "SessionUnitOfWorkFactory",
     "SummaryStore",
     "TokenCodec",
     "UnitOfWork",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -82,3 +83,22 @@ class Notifier(Protocol):
         organization_id: OrganizationId,
         user_id: UserId,
     ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `record_one` did. `open`: the session took the event (active, room left, and the
+    store may also say False for an event it already holds); `inserted`: the event was new to
+    the ledger; `session`: the counters after adding it (set exactly when it was written)."""
+
+    open: bool
+    inserted: bool
+    session: WorkSession | None
+
+
+class ActivityLedger(SessionStore, Protocol):
+    async def record_one(
+        self, session: WorkSession, activity: Activity, *, limit_seconds: int
+    ) -> Recorded:
+        """Write the event and add it to the counters, or write nothing; atomic on its own."""
+        ...

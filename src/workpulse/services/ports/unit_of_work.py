@@ -15,7 +15,7 @@ from workpulse.services.ports.accounts import (
 )
 from workpulse.services.ports.jobs import AlertStore, Directory, SummaryStore
 from workpulse.services.ports.reports import RollupStore
-from workpulse.services.ports.sessions import SessionStore
+from workpulse.services.ports.sessions import ActivityLedger, SessionStore
 from workpulse.services.ports.usage import PingStore, UsageStore
 
 
@@ -66,3 +66,17 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, readonly: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+
+class SessionUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def sessions(self) -> ActivityLedger: ...
+
+
+class SessionUnitOfWorkFactory(Protocol):
+    def __call__(
+        self, *, readonly: bool = False, autocommit: bool = False
+    ) -> AbstractAsyncContextManager[SessionUnitOfWork]:
+        """`autocommit=True`: each statement is its own transaction where the database allows
+        it (for a use case whose one write is a single atomic statement); elsewhere ignored."""
+        ...

@@ -25,8 +25,8 @@ from workpulse.domain.sessions import Activity, WorkSession
 from workpulse.entrypoints.http.deps import ContainerDep, CurrentPrincipal, IdentityDep
 from workpulse.entrypoints.http.errors import WRITES
 from workpulse.entrypoints.http.schemas import Text
-from workpulse.services import sessions
-from workpulse.services.sessions import ActivityInput, Status
+from workpulse.services import activity, sessions
+from workpulse.services.activity import ActivityInput, Status
 
 router = APIRouter(tags=["sessions"], responses=WRITES)
 MAX_EVENTS = 1000
@@ -273,7 +273,7 @@ def recorded_json(session: WorkSession, activity: Activity, *, duplicate: bool) 
 async def record_activity(
     session_id: UUID, body: ActivityIn, found: IdentityDep, container: ContainerDep
 ) -> Response:
-    session, (result,) = await sessions.record(
+    session, (result,) = await activity.record(
         found.principal,
         found.device_id,
         WorkSessionId(session_id),
@@ -302,7 +302,7 @@ async def record_batch(body: BatchIn, found: IdentityDep, container: ContainerDe
             problems[index] = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
             parsed.append(None)
     valid = [p for p in parsed if p is not None]
-    session, results = await sessions.record(
+    session, results = await activity.record(
         found.principal,
         found.device_id,
         WorkSessionId(body.sessionId),
