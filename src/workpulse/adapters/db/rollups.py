@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workpulse.adapters.db.tables import usage_hourly, work_sessions
-from workpulse.adapters.db.tenancy import MissingTenant, of_tenant
+from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.adapters.db.types import UtcDateTime
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId
 from workpulse.domain.reports import ProjectSpan, Usage
@@ -22,14 +22,6 @@ from workpulse.services.ports import UserUsage
 
 _INSERT_CHUNK = 500
 DIMENSIONS = ("user_id", "app_name", "domain", "project_id")
-
-
-def _tenant(organization_id: OrganizationId) -> OrganizationId:
-    # The prebuilt statement filters on a bound organization id: refuse a missing one here,
-    # as of_tenant() does for built queries.
-    if not isinstance(organization_id, uuid.UUID):
-        raise MissingTenant("a rollup query without an organization id")
-    return organization_id
 
 
 @functools.lru_cache(maxsize=256)
@@ -151,7 +143,7 @@ class SqlRollupStore:
         if unknown:
             raise ValueError(f"unknown rollup dimensions: {sorted(unknown)}")
         query = _totals_statement(len(windows), by, user_ids is not None)
-        params: dict[str, Any] = {"org": _tenant(organization_id)}
+        params: dict[str, Any] = {"org": tenant(organization_id, "rollup sums")}
         for index, (start, end) in enumerate(windows):
             params[f"s{index}"], params[f"e{index}"] = start, end
         if user_ids is not None:

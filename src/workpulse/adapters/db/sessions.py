@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workpulse.adapters.db.tables import activity_logs, work_sessions
-from workpulse.adapters.db.tenancy import MissingTenant, of_tenant
+from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.adapters.db.types import UtcDateTime
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId, WorkSessionId
 from workpulse.domain.sessions import (
@@ -185,10 +185,7 @@ FROM (SELECT) AS one LEFT JOIN upd ON true
 
 
 def _tenant(organization_id: UUID) -> UUID:
-    """The tenant check of `of_tenant`, for the statements built once with a bound tenant."""
-    if not isinstance(organization_id, UUID):
-        raise MissingTenant("work-session statement without an organization id")
-    return organization_id
+    return tenant(organization_id, "work-session statement")
 
 
 def _ledger_row(session: WorkSession, activity: Activity) -> dict[str, Any]:

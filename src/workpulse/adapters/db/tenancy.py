@@ -16,10 +16,16 @@ class MissingTenant(RuntimeError):
     """A programming error: a tenant query was built without an organization id."""
 
 
+def tenant(organization_id: UUID | None, what: str) -> UUID:
+    """The organization id for a tenant query, refused when missing: for statements built once
+    with the tenant as a bound parameter, which `of_tenant` cannot build."""
+    if not isinstance(organization_id, UUID):
+        raise MissingTenant(f"{what} without an organization id")
+    return organization_id
+
+
 def of_tenant(
     table: sa.Table, organization_id: UUID | None, *, column: str = "organization_id"
 ) -> sa.ColumnElement[bool]:
-    if not isinstance(organization_id, UUID):
-        raise MissingTenant(f"query on {table.name} without an organization id")
     tenant_column: sa.Column[Any] = table.c[column]
-    return tenant_column == organization_id
+    return tenant_column == tenant(organization_id, f"query on {table.name}")
