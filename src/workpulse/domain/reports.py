@@ -94,16 +94,6 @@ def ceil_hour(moment: datetime) -> datetime:
     return floored if floored == moment else floored + HOUR
 
 
-def hours(start: datetime, end: datetime) -> list[datetime]:
-    """UTC hour starts in `[start, end)`; both ends must be whole hours."""
-    found = []
-    hour = start
-    while hour < end:
-        found.append(hour)
-        hour += HOUR
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class Split:
     """A window cut into whole UTC hours (read from rollups) and partial edges (tallied from

@@ -136,7 +136,7 @@ async def user_day(
     """One user's local day, inside the caller's transaction and without an access check (the
     body of `day_report`)."""
     start, end = local_day(day, zone)
-    usage = (await _collect(uow, organization_id, [user_id], [(start, end)], _DAY_DIMENSIONS))[0]
+    usage = (await usage_in(uow, organization_id, [user_id], [(start, end)], _DAY_DIMENSIONS))[0]
     names = await _project_names(uow, organization_id) if with_projects else {}
     return day_report_of(day, zone_name, user_id, usage, names)
 
@@ -186,7 +186,7 @@ async def range_report(
             subject, zone_name, zone = await _subject_and_zone(uow, principal, user_id, tz)
             subjects = [subject]
         windows = [local_day(d, zone) for d in days]
-        per_day = await _collect(
+        per_day = await usage_in(
             uow, principal.organization_id, subjects, windows, _RANGE_DIMENSIONS[group_by]
         )
         labels: dict[str, str] = {}
@@ -232,7 +232,7 @@ async def team_report(
         zone_name, zone = await _organization_zone(uow, principal.organization_id, tz)
         start, end = local_day(day, zone)
         usage = (
-            await _collect(uow, principal.organization_id, None, [(start, end)], _TEAM_DIMENSIONS)
+            await usage_in(uow, principal.organization_id, None, [(start, end)], _TEAM_DIMENSIONS)
         )[0]
         members = await uow.users.list(principal.organization_id)
     active: dict[UserId, int] = defaultdict(int)
@@ -301,16 +301,6 @@ async def _organization_zone(
 
 
 async def usage_in(
-    uow: UnitOfWork,
-    organization_id: OrganizationId,
-    user_ids: Sequence[UserId] | None,
-    windows: Sequence[tuple[datetime, datetime]],
-) -> list[list[UserUsage]]:
-    """The users' usage inside each window, as reports count it (the overtime check's read)."""
-    return await _collect(uow, organization_id, user_ids, windows)
-
-
-async def _collect(
     uow: UnitOfWork,
     organization_id: OrganizationId,
     user_ids: Sequence[UserId] | None,
