@@ -16,6 +16,7 @@ import workpulse
 from workpulse import bootstrap
 from workpulse.bootstrap import Container
 from workpulse.entrypoints.http import errors
+from workpulse.entrypoints.http.hot import HotLane
 from workpulse.entrypoints.http.metrics import (
     HttpMetrics,
     IngestMetrics,
@@ -110,6 +111,8 @@ def create_app(
         alerts.router,
     ):
         app.include_router(router)
+    # Innermost of the middleware: the request context, metrics and CORS apply to the hot routes.
+    app.add_middleware(HotLane, routes=[*usage.HOT_ROUTES])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

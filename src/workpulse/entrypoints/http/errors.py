@@ -73,15 +73,21 @@ def _status_of(exc: errors.WorkPulseError) -> int:
     return 400
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, errors.WorkPulseError)
+def describe(exc: errors.WorkPulseError) -> tuple[int, str, object, dict[str, str]]:
+    """A domain error's status, error name, detail and headers (also used by the hot lane)."""
     status = _status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.RateLimited | errors.Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(status, type(exc).__name__, exc.detail, headers)
+    return status, type(exc).__name__, exc.detail, headers
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.WorkPulseError)
+    status, name, detail, headers = describe(exc)
+    return error_response(status, name, detail, headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
