@@ -217,7 +217,14 @@ def check_ping(
         domain = domain_of(url)
     elif domain is not None:
         domain = _client_domain(domain)
-    ping = Ping(
+    # One Ping built once, privacy applied and the id derived first: this runs for every
+    # ping the API takes, and each `dataclasses.replace` cost as much as the rest of it.
+    if _excluded(app_name, privacy):
+        return _EXCLUDED
+    title, url, domain = _kept(privacy, title, url, domain)
+    if event_id is None:
+        event_id = _content_id(device_id, app_name, url, domain, title, idle, start, end)
+    return Ping(
         device_id=device_id,
         app_name=app_name,
         url=url,
@@ -226,12 +233,13 @@ def check_ping(
         idle=idle,
         start=start,
         end=end,
-        event_id=event_id or "",
+        event_id=event_id,
     )
-    private = apply_privacy(ping, privacy)
-    if isinstance(private, Rejected) or event_id is not None:
-        return private
-    return dataclasses.replace(private, event_id=derive_event_id(private))
+
+
+_EXCLUDED = Rejected(
+    Rejection.EXCLUDED, "this app is excluded by the organization's privacy settings"
+)
 
 
 def apply_privacy(ping: Ping, privacy: Privacy) -> Ping | Rejected:
@@ -240,15 +248,28 @@ def apply_privacy(ping: Ping, privacy: Privacy) -> Ping | Rejected:
     `excluded_apps` are shell patterns (`*`, `?`, `[…]`) matched against the whole app name,
     ignoring case: `"*password*"` excludes "1Password". The event id is left as it is.
     """
-    name = ping.app_name.casefold()
-    if any(fnmatchcase(name, pattern.casefold()) for pattern in privacy.excluded_apps):
-        return Rejected(
-            Rejection.EXCLUDED, "this app is excluded by the organization's privacy settings"
-        )
-    title = None if privacy.titles is TitlePolicy.DROP else ping.title
-    url = ping.url if privacy.urls is UrlPolicy.FULL else None
-    domain = None if privacy.urls is UrlPolicy.NONE else ping.domain
+    if _excluded(ping.app_name, privacy):
+        return _EXCLUDED
+    title, url, domain = _kept(privacy, ping.title, ping.url, ping.domain)
     return dataclasses.replace(ping, title=title, url=url, domain=domain)
+
+
+def _excluded(app_name: str, privacy: Privacy) -> bool:
+    if not privacy.excluded_apps:
+        return False
+    name = app_name.casefold()
+    return any(fnmatchcase(name, pattern.casefold()) for pattern in privacy.excluded_apps)
+
+
+def _kept(
+    privacy: Privacy, title: str | None, url: str | None, domain: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """(title, url, domain) as the organization keeps them."""
+    return (
+        None if privacy.titles is TitlePolicy.DROP else title,
+        url if privacy.urls is UrlPolicy.FULL else None,
+        None if privacy.urls is UrlPolicy.NONE else domain,
+    )
 
 
 def derive_event_id(ping: Ping) -> str:
@@ -258,18 +279,43 @@ def derive_event_id(ping: Ping) -> str:
     the microsecond (the same instant written with another offset gives the same id).
     71 characters: "sha256:" and 64 hex digits.
     """
-    canonical = [
-        1,  # version of this canonical form
+    return _content_id(
         ping.device_id,
         ping.app_name,
         ping.url,
         ping.domain,
         ping.title,
         ping.idle,
-        _instant(ping.start),
-        None if ping.end is None else _instant(ping.end),
+        ping.start,
+        ping.end,
+    )
+
+
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _content_id(
+    device_id: str,
+    app_name: str,
+    url: str | None,
+    domain: str | None,
+    title: str | None,
+    idle: bool,
+    start: datetime,
+    end: datetime | None,
+) -> str:
+    canonical = [
+        1,  # version of this canonical form
+        device_id,
+        app_name,
+        url,
+        domain,
+        title,
+        idle,
+        _instant(start),
+        None if end is None else _instant(end),
     ]
-    text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
+    text = _CANONICAL.encode(canonical)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

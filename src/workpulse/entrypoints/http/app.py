@@ -94,6 +94,10 @@ def create_app(
         version=workpulse.__version__,
         summary="Time tracking and workforce productivity: pings in, exact reports out.",
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics). FastAPI's native OpenTelemetry, on by default,
+        # asks on every request whether a provider was configured (three environment reads
+        # and provider lookups, ~10 µs): off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.realtime = realtime
     errors.install(app)
