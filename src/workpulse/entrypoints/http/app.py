@@ -51,7 +51,10 @@ def create_app(
     role: str = "api",
     migrate: bool = False,
     background: Sequence[Background] = (),
+    hot_lane: bool = True,
 ) -> FastAPI:
+    """The app. `hot_lane=False` leaves the busiest routes to FastAPI's router (tests compare
+    the two; hot.py)."""
     metrics_holder: dict[str, HttpMetrics] = {}
     # Socket.IO: served beside the app by `realtime.asgi(app)` (the CLI does), running while
     # the lifespan runs.
@@ -116,7 +119,8 @@ def create_app(
     ):
         app.include_router(router)
     # Innermost of the middleware: the request context, metrics and CORS apply to the hot routes.
-    app.add_middleware(HotLane, routes=[*usage.HOT_ROUTES])
+    if hot_lane:
+        app.add_middleware(HotLane, routes=[*usage.HOT_ROUTES, *sessions.HOT_ROUTES])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
