@@ -152,9 +152,11 @@ async def fixed_rate(
     seconds: float,
     connections: int,
     tally: Tally,
+    warmup: float = 0.0,
 ) -> float:
     """Sends `rate * seconds` requests at `rate`/s over `connections` connections; returns the
-    achieved rate (answers / time from the first due time to the last answer)."""
+    achieved rate (answers / time from the first due time to the last answer). The latencies
+    of requests due in the first `warmup` seconds are not kept (their answers are counted)."""
     loop = asyncio.get_running_loop()
     total = int(rate * seconds)
     queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
@@ -170,7 +172,8 @@ async def fixed_rate(
                 status, body = 0, repr(exc).encode()
                 conn.close()
                 conn = await Connection.open(port)
-            tally.latencies.append(loop.time() - due)
+            if due >= start + warmup:
+                tally.latencies.append(loop.time() - due)
             tally.answer(status, body)
         conn.close()
 

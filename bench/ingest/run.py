@@ -272,8 +272,9 @@ async def halfrate(
     alone, as the maximum it is half of was measured), then with them running beside it on the
     same two cores (they derive what the API accepts, as the naive app's data never is)."""
     report.add(
-        f"\n### At half of each one's maximum, constant rate, {args.half_seconds:g} s "
-        f"(open-loop client, {args.connections} connections; load average {loadavg()})\n"
+        f"\n### At half of each one's maximum, constant rate, {args.half_seconds:g} s, "
+        f"latencies after the first {args.half_warmup:g} s (open-loop client, "
+        f"{args.connections} connections; load average {loadavg()})\n"
     )
     report.add(
         "| target | rate asked | rate served | p50 ms | p99 ms | p99.9 ms | non-202 "
@@ -299,6 +300,7 @@ async def halfrate(
             seconds=args.half_seconds,
             connections=args.connections,
             tally=tally,
+            warmup=args.half_warmup,
         )
         for worker in paused:
             os.kill(worker.pid, signal.SIGCONT)
@@ -742,6 +744,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--users", type=int, default=16, help="users (2 devices each) per phase")
+    parser.add_argument(
+        "--half-warmup",
+        type=float,
+        default=2.0,
+        help="halfrate: seconds at the rate whose latencies are not kept (caches warm up)",
+    )
     parser.add_argument("--half-seconds", type=float, default=15)
     parser.add_argument("--sustained-seconds", type=float, default=60)
     parser.add_argument("--sustained-share", type=float, default=0.8)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, StrictBool, StrictStr
+from pydantic import AwareDatetime, BaseModel
 
 from workpulse.bootstrap import Container
 from workpulse.domain.errors import InvalidInput
@@ -27,26 +27,6 @@ router = APIRouter(prefix="/usage", tags=["usage"])
 MAX_PINGS = 1000
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_RANGE = timedelta(days=31)
-
-
-class PingIn(BaseModel):
-    """A point sample at `timestamp` (default: now), or a span `start_time` to `end_time`."""
-
-    app_name: StrictStr
-    url: StrictStr | None = None
-    domain: StrictStr | None = None
-    title: StrictStr | None = None
-    timestamp: AwareDatetime | None = None
-    start_time: AwareDatetime | None = None
-    end_time: AwareDatetime | None = None
-    idle: StrictBool = False
-    device_id: StrictStr | None = None
-    event_id: StrictStr | None = None
-    tz: StrictStr | None = None
-
-
-class PingBatchIn(BaseModel):
-    pings: list[PingIn]
 
 
 class ItemOut(BaseModel):
@@ -74,18 +54,14 @@ class IntervalOut(BaseModel):
     end_time: datetime
 
 
-_BODY_SCHEMA = {
-    "oneOf": [
-        {"$ref": "#/components/schemas/PingIn"},
-        {"$ref": "#/components/schemas/PingBatchIn"},
-    ]
-}
-
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class _Ping(msgspec.Struct):
-    """`PingIn` for decoding: msgspec checks the same strict types in ~1 µs (pydantic ~5)."""
+class PingIn(msgspec.Struct):
+    """A point sample at `timestamp` (default: now), or a span `start_time` to `end_time`.
+
+    msgspec checks these strict types (no coercion: a number is not a string) in ~1 µs, pydantic
+    in ~5; the request body's schema in the OpenAPI document is made from this class too."""
 
     app_name: str
     url: str | None = None
@@ -100,9 +76,21 @@ class _Ping(msgspec.Struct):
     tz: str | None = None
 
 
+def _body_schema() -> dict[str, Any]:
+    (_, components) = msgspec.json.schema_components([PingIn])
+    ping = components["PingIn"]
+    batch = {
+        "title": "PingBatchIn",
+        "type": "object",
+        "properties": {"pings": {"type": "array", "items": ping, "maxItems": MAX_PINGS}},
+        "required": ["pings"],
+    }
+    return {"oneOf": [ping, batch]}
+
+
 _object = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _list = msgspec.json.Decoder(list[msgspec.Raw])
-_ping = msgspec.json.Decoder(_Ping)
+_ping = msgspec.json.Decoder(PingIn)
 
 
 def _item(raw: bytes | msgspec.Raw) -> ingest.PingInput | Rejected:
@@ -208,7 +196,10 @@ and is what FastAPI itself would run."""
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TrackOut,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _body_schema()}},
+        }
     },
     responses=documented(401, 403, 413, 422, 429, 503),
 )
