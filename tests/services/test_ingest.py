@@ -191,6 +191,45 @@ async def test_workers_racing_over_one_device_agree_with_the_merge(container: Co
     )
 
 
+async def test_one_batch_over_many_users_devices_and_times_derives_each_device_apart(
+    container: Container,
+) -> None:
+    """A batch is derived with a few statements for all its devices: devices of different users
+    with the same name, of two organizations, and windows hours and days apart (which the store
+    queries separately) each get exactly their own merge."""
+    rng = random.Random(5)
+    devices = ("laptop", "desktop")
+    callers = [await new_caller(container, devices) for _ in range(4)]
+    now = container.clock.now().replace(microsecond=0)
+    origins = [now - timedelta(hours=h) for h in (1, 1, 7, 50)]
+    sent: dict[int, list[PingInput]] = {}
+    for n, origin in enumerate(origins):
+        sent[n] = []
+        for device in devices:
+            at = origin + timedelta(seconds=rng.randrange(60))
+            for _ in range(60):
+                at += timedelta(seconds=rng.choice([4, 5, 6, 20, 40]))
+                sent[n].append(point(rng.choice(APPS), at, device, idle=rng.random() < 0.1))
+    batch = [
+        OwnedPing(c.principal.organization_id, c.principal.user_id, p)
+        for n, c in enumerate(callers)
+        for p in await checked(container, c, sent[n])
+    ]
+    rng.shuffle(batch)
+    # Two deliveries of interleaved halves: the second re-derives next to stored intervals.
+    for half in (batch[::2], batch[1::2]):
+        await ingest.store_and_derive(
+            half,
+            uow_factory=container.database,
+            settings_of=container.settings_of,
+            partitions=container.partitions,
+        )
+    for n, caller in enumerate(callers):
+        assert await stored(container, caller, origins[n]) == expected(
+            await checked(container, caller, sent[n])
+        )
+
+
 async def test_an_employee_cannot_read_another_users_intervals(container: Container) -> None:
     caller = await new_caller(container, ("laptop",))
     other = await new_caller(container, ("laptop",))

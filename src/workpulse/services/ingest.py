@@ -25,7 +25,6 @@ from workpulse.domain.intervals import (
 from workpulse.domain.months import day_bounds
 from workpulse.domain.organizations import OrganizationSettings
 from workpulse.domain.pings import FUTURE_TOLERANCE, Ping, Rejected, Rejection, check_ping
-from workpulse.domain.reports import ceil_hour, floor_hour
 from workpulse.domain.roles import Principal, can_view
 from workpulse.domain.timezones import parse_timezone
 from workpulse.services.ports import (
@@ -34,10 +33,12 @@ from workpulse.services.ports import (
     OwnedPing,
     PartitionKeeper,
     PingQueue,
+    Replacement,
     UnitOfWork,
     UnitOfWorkFactory,
+    UserKey,
 )
-from workpulse.services.rollups import refresh_rollups
+from workpulse.services.rollups import adjust_rollups
 
 SettingsOf = Callable[[OrganizationId], Awaitable[OrganizationSettings]]
 
@@ -163,39 +164,69 @@ async def derive(
     for owned in new:
         key = DeviceKey(owned.organization_id, owned.user_id, owned.ping.device_id)
         by_device[key].append(owned.ping)
-    plans = {}
+    settings = {}
+    windows = {}
     for device, device_pings in by_device.items():
-        settings = await settings_of(device.organization_id)
-        pulse = timedelta(seconds=settings.pulse_seconds)
-        join_gap = timedelta(seconds=settings.join_gap_seconds)
-        window = affected_window(device_pings, pulse=pulse, join_gap=join_gap)
-        plans[device] = (window, pulse, join_gap)
+        if device.organization_id not in settings:
+            settings[device.organization_id] = await settings_of(device.organization_id)
+        pulse, join_gap = _durations(settings[device.organization_id])
+        windows[device] = affected_window(device_pings, pulse=pulse, join_gap=join_gap)
     await partitions.ensure(
-        moment for window, _, _ in plans.values() for moment in (window.start, window.end)
+        moment for window in windows.values() for moment in (window.start, window.end)
     )
-    await uow.usage.lock(list(plans))
-    changed: dict[tuple[OrganizationId, UserId], tuple[datetime, datetime]] = {}
-    for device, (window, pulse, join_gap) in plans.items():
-        stored = await uow.usage.touching(device, window)
-        plan = plan_rederivation(window, stored, pulse=pulse, join_gap=join_gap)
-        user = (device.organization_id, device.user_id)
-        low, high = changed.get(user, (plan.replace_start, plan.replace_end))
-        changed[user] = (min(low, plan.replace_start), max(high, plan.replace_end))
-        await partitions.ensure([plan.replace_start, plan.replace_end])
-        needed = await uow.pings.needed(device, plan)
+    await uow.usage.lock(list(windows))
+    # A few statements for the whole batch, not a few per device: on SQLite the write lock is
+    # held meanwhile, and each statement is a hop to the driver's thread.
+    stored = await uow.usage.touching(windows)
+    plans = {}
+    for device, window in windows.items():
+        pulse, join_gap = _durations(settings[device.organization_id])
+        plans[device] = plan_rederivation(
+            window, stored.get(device, ()), pulse=pulse, join_gap=join_gap
+        )
+    await partitions.ensure(
+        moment for plan in plans.values() for moment in (plan.replace_start, plan.replace_end)
+    )
+    needed = await uow.pings.needed(plans)
+    replacements = []
+    changed: dict[UserKey, tuple[datetime, datetime]] = {}
+    for device, plan in plans.items():
+        pulse, join_gap = _durations(settings[device.organization_id])
         fresh = rederive(
-            needed,
+            needed.get(device, ()),
             plan,
             pulse=pulse,
             join_gap=join_gap,
             bounds=day_bounds(plan.replace_start, plan.replace_end),
         )
-        await uow.usage.replace(device, plan, fresh)
-    # Hourly rollups of the hours that changed, from all of each user's devices (the lock above
-    # is per user, so no other worker changes them meanwhile).
-    for (organization_id, user_id), (low, high) in changed.items():
-        await refresh_rollups(uow, organization_id, user_id, floor_hour(low), ceil_hour(high))
+        replacements.append(Replacement(device, plan, fresh))
+        user = UserKey(device.organization_id, device.user_id)
+        low, high = changed.get(user, (plan.replace_start, plan.replace_end))
+        changed[user] = (min(low, plan.replace_start), max(high, plan.replace_end))
+    # Each user's intervals (every device) around what changes, before and after: the hourly
+    # rollups change by the difference (the lock above is per user, so no other worker changes
+    # them meanwhile).
+    before = await uow.usage.around(changed)
+    await uow.usage.replace(replacements)
+    after: dict[UserKey, list[Interval]] = {
+        user: [
+            i
+            for i in intervals
+            if not (
+                (key := DeviceKey(user.organization_id, user.user_id, i.device_id)) in plans
+                and plans[key].replaces(i)
+            )
+        ]
+        for user, intervals in before.items()
+    }
+    for r in replacements:
+        after.setdefault(UserKey(r.device.organization_id, r.device.user_id), []).extend(r.fresh)
+    await adjust_rollups(uow, changed, before, after)
     return len(plans)
+
+
+def _durations(settings: OrganizationSettings) -> tuple[timedelta, timedelta]:
+    return timedelta(seconds=settings.pulse_seconds), timedelta(seconds=settings.join_gap_seconds)
 
 
 async def derive_pending(

@@ -13,12 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workpulse.adapters.db.batching import clusters, owners
 from workpulse.adapters.db.tables import usage_hourly, work_sessions
 from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.adapters.db.types import UtcDateTime
 from workpulse.domain.ids import OrganizationId, ProjectId, UserId
 from workpulse.domain.reports import ProjectSpan, Usage
-from workpulse.services.ports import UserUsage
+from workpulse.services.ports import HourlyRows, UserKey, UserUsage
 
 _INSERT_CHUNK = 500
 DIMENSIONS = ("user_id", "app_name", "domain", "project_id")
@@ -56,30 +57,66 @@ def _totals_statement(windows: int, by: frozenset[str], some_users: bool) -> sa.
     return query
 
 
+# Executed with one parameter set per user (one round trip).
+_DELETE_HOURS = usage_hourly.delete().where(
+    usage_hourly.c.organization_id == sa.bindparam("org"),
+    usage_hourly.c.user_id == sa.bindparam("user"),
+    usage_hourly.c.hour >= sa.bindparam("start"),
+    usage_hourly.c.hour < sa.bindparam("end"),
+)
+
+
+# One statement for many users (of any organizations): rows outside a user's own range are
+# dropped by the caller.
+_ROWS_OF = sa.select(usage_hourly).where(
+    usage_hourly.c.organization_id.in_(sa.bindparam("orgs", expanding=True)),
+    usage_hourly.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    usage_hourly.c.hour >= sa.bindparam("start"),
+    usage_hourly.c.hour < sa.bindparam("end"),
+)
+_SPANS_AROUND = (
+    sa.select(
+        work_sessions.c.organization_id,
+        work_sessions.c.user_id,
+        work_sessions.c.start_time,
+        work_sessions.c.end_time,
+        work_sessions.c.project_id,
+    )
+    .where(
+        work_sessions.c.organization_id.in_(sa.bindparam("orgs", expanding=True)),
+        work_sessions.c.user_id.in_(sa.bindparam("users", expanding=True)),
+        work_sessions.c.start_time < sa.bindparam("end"),
+        sa.or_(
+            work_sessions.c.end_time.is_(None), work_sessions.c.end_time > sa.bindparam("start")
+        ),
+    )
+    .order_by(work_sessions.c.start_time)
+)
+
+
 class SqlRollupStore:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def replace(
-        self,
-        organization_id: OrganizationId,
-        user_id: UserId,
-        start: datetime,
-        end: datetime,
-        rows: Sequence[Usage],
-    ) -> None:
+    async def replace(self, fresh: Sequence[HourlyRows]) -> None:
+        if not fresh:
+            return
         await self._conn.execute(
-            usage_hourly.delete().where(
-                of_tenant(usage_hourly, organization_id),
-                usage_hourly.c.user_id == user_id,
-                usage_hourly.c.hour >= start,
-                usage_hourly.c.hour < end,
-            )
+            _DELETE_HOURS,
+            [
+                {
+                    "org": tenant(f.user.organization_id, "rollups replaced"),
+                    "user": f.user.user_id,
+                    "start": f.start,
+                    "end": f.end,
+                }
+                for f in fresh
+            ],
         )
         values = [
             {
-                "organization_id": organization_id,
-                "user_id": user_id,
+                "organization_id": f.user.organization_id,
+                "user_id": f.user.user_id,
                 "hour": row.hour,
                 "app_name": row.app_name,
                 "domain": row.domain,
@@ -87,10 +124,58 @@ class SqlRollupStore:
                 "project_id": row.project_id,
                 "micros": row.micros,
             }
-            for row in rows
+            for f in fresh
+            for row in f.rows
         ]
         for offset in range(0, len(values), _INSERT_CHUNK):
             await self._conn.execute(usage_hourly.insert(), values[offset : offset + _INSERT_CHUNK])
+
+    async def rows_of(
+        self, hours: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[Usage]]:
+        found: dict[UserKey, list[Usage]] = defaultdict(list)
+        rows: list[sa.Row[Any]] = []
+        for users, start, end in clusters(hours):
+            rows += await self._conn.execute(
+                _ROWS_OF, {**owners(users), "start": start, "end": end}
+            )
+        for row in rows:
+            user = UserKey(OrganizationId(row.organization_id), UserId(row.user_id))
+            if user in hours and hours[user][0] <= row.hour < hours[user][1]:
+                found[user].append(
+                    Usage(
+                        hour=row.hour,
+                        app_name=row.app_name,
+                        domain=row.domain,
+                        idle=row.idle,
+                        project_id=None if row.project_id is None else ProjectId(row.project_id),
+                        micros=row.micros,
+                    )
+                )
+        return found
+
+    async def spans_around(
+        self, windows: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[ProjectSpan]]:
+        found: dict[UserKey, list[ProjectSpan]] = defaultdict(list)
+        rows: list[sa.Row[Any]] = []
+        for users, start, end in clusters(windows):
+            rows += await self._conn.execute(
+                _SPANS_AROUND, {**owners(users), "start": start, "end": end}
+            )
+        for row in rows:
+            user = UserKey(OrganizationId(row.organization_id), UserId(row.user_id))
+            if user in windows:
+                start, end = windows[user]
+                if row.start_time < end and (row.end_time is None or row.end_time > start):
+                    found[user].append(
+                        ProjectSpan(
+                            row.start_time,
+                            row.end_time,
+                            None if row.project_id is None else ProjectId(row.project_id),
+                        )
+                    )
+        return found
 
     async def read(
         self,

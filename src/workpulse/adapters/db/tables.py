@@ -310,6 +310,15 @@ pings = sa.Table(
         postgresql_where=sa.text("pending"),
         sqlite_where=sa.text("pending"),
     ),
+    # Re-derivation's second read: the spans reaching into a window, by where they end.
+    sa.Index(
+        "ix_pings_spans",
+        "user_id",
+        "device_id",
+        "end_time",
+        postgresql_where=sa.text("end_time IS NOT NULL"),
+        sqlite_where=sa.text("end_time IS NOT NULL"),
+    ),
     postgresql_partition_by="RANGE (start_time)",
 )
 

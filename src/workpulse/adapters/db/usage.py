@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
+from workpulse.adapters.db.batching import clusters, owners
 from workpulse.adapters.db.tables import app_usage, pings
-from workpulse.adapters.db.tenancy import of_tenant
+from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.intervals import Interval, Rederivation, Window
 from workpulse.domain.months import STORED_INTERVAL_MAX
 from workpulse.domain.pings import MAX_SPAN, Ping
-from workpulse.services.ports import DeviceKey, OwnedPing
+from workpulse.services.ports import DeviceKey, OwnedPing, Replacement, UserKey
 
 _PING_KEY = (pings.c.organization_id, pings.c.user_id, pings.c.device_id, pings.c.event_id)
 _INSERT_CHUNK = 500  # rows per INSERT statement (SQLite allows 32,766 parameters)
@@ -64,12 +69,88 @@ def _interval(row: Any) -> Interval:
     )
 
 
-def _device(table: sa.Table, device: DeviceKey) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        of_tenant(table, device.organization_id),
-        table.c.user_id == device.user_id,
-        table.c.device_id == device.device_id,
-    )
+# Re-derivation reads and writes many devices per batch with a few statements, each built once:
+# the devices of one organization whose ranges lie close together share one query (users and
+# device ids as IN lists under the (user_id, device_id, start_time) index); rows of a device not
+# asked for, or outside its own range, are dropped here.
+class _NotAnIndexKey(ColumnElement[Any]):
+    """A column that SQLite must not pick an index by: `+column` there, the column elsewhere.
+
+    Without statistics SQLite's planner takes `organization_id = ?` and a range on start_time
+    (the organization's every row in the range) over the users' and devices' IN lists with the
+    same range: a scan that grows with the organization."""
+
+    inherit_cache = True
+
+    def __init__(self, column: sa.Column[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(_NotAnIndexKey)
+def _compile_any(element: _NotAnIndexKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(_NotAnIndexKey, "sqlite")
+def _compile_sqlite(element: _NotAnIndexKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)
+
+
+_NEEDED_COLUMNS = (
+    pings.c.user_id,
+    pings.c.device_id,
+    pings.c.event_id,
+    pings.c.app_name,
+    pings.c.domain,
+    pings.c.idle,
+    pings.c.start_time,
+    pings.c.end_time,
+)
+_NEEDED_OWNERS = (
+    _NotAnIndexKey(pings.c.organization_id).in_(sa.bindparam("orgs", expanding=True)),
+    pings.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    pings.c.device_id.in_(sa.bindparam("devices", expanding=True)),
+)
+# What a plan needs, in two reads under two indexes: the pings starting in the load range, and
+# the spans (pings with an end) reaching into it, which start at most MAX_SPAN earlier.
+_NEEDED_STARTING = sa.select(*_NEEDED_COLUMNS).where(
+    *_NEEDED_OWNERS,
+    pings.c.start_time >= sa.bindparam("load_start"),
+    pings.c.start_time <= sa.bindparam("load_end"),
+)
+_NEEDED_REACHING = sa.select(*_NEEDED_COLUMNS).where(
+    *_NEEDED_OWNERS,
+    pings.c.end_time.is_not(None),
+    pings.c.end_time >= sa.bindparam("reaching"),
+    pings.c.start_time >= sa.bindparam("reaching_floor"),
+    pings.c.start_time < sa.bindparam("load_start"),  # the others came with the first read
+)
+_TOUCHING = sa.select(app_usage).where(
+    _NotAnIndexKey(app_usage.c.organization_id).in_(sa.bindparam("orgs", expanding=True)),
+    app_usage.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    app_usage.c.device_id.in_(sa.bindparam("devices", expanding=True)),
+    app_usage.c.start_time >= sa.bindparam("floor"),
+    app_usage.c.start_time <= sa.bindparam("high"),
+    app_usage.c.end_time >= sa.bindparam("low"),
+)
+_AROUND = sa.select(app_usage).where(
+    _NotAnIndexKey(app_usage.c.organization_id).in_(sa.bindparam("orgs", expanding=True)),
+    app_usage.c.user_id.in_(sa.bindparam("users", expanding=True)),
+    app_usage.c.start_time >= sa.bindparam("floor"),
+    app_usage.c.start_time < sa.bindparam("high"),
+    app_usage.c.end_time > sa.bindparam("low"),
+)
+# Executed with one parameter set per device (one round trip): every stored interval of the
+# device that overlaps [start, end).
+_DELETE_REPLACED = app_usage.delete().where(
+    app_usage.c.organization_id == sa.bindparam("org"),
+    app_usage.c.user_id == sa.bindparam("user"),
+    app_usage.c.device_id == sa.bindparam("device"),
+    app_usage.c.start_time >= sa.bindparam("floor"),
+    app_usage.c.start_time < sa.bindparam("end"),
+    app_usage.c.end_time > sa.bindparam("start"),
+)
 
 
 class SqlPingStore:
@@ -147,22 +228,43 @@ class SqlPingStore:
                 .values(pending=False)
             )
 
-    async def needed(self, device: DeviceKey, plan: Rederivation) -> Sequence[Ping]:
-        # Both branches are ranges on start_time under the (user_id, device_id, start_time)
-        # index; spans last at most MAX_SPAN, which bounds the second one.
-        reaching = sa.and_(
-            pings.c.start_time >= plan.spans_reaching - MAX_SPAN,
-            pings.c.end_time.is_not(None),
-            pings.c.end_time >= plan.spans_reaching,
-        )
-        rows = await self._conn.execute(
-            sa.select(pings).where(
-                _device(pings, device),
-                pings.c.start_time <= plan.load_end,
-                sa.or_(pings.c.start_time >= plan.load_start, reaching),
-            )
-        )
-        return [_ping(row) for row in rows]
+    async def needed(
+        self, plans: Mapping[DeviceKey, Rederivation]
+    ) -> Mapping[DeviceKey, Sequence[Ping]]:
+        found: dict[DeviceKey, list[Ping]] = defaultdict(list)
+        ranges = {device: (plan.spans_reaching, plan.load_end) for device, plan in plans.items()}
+        for devices, low, high in clusters(ranges):
+            users = {d.user_id: d.organization_id for d in devices}
+            bounds = {
+                **owners(devices),
+                "devices": sorted({d.device_id for d in devices}),
+                "load_start": min(plans[d].load_start for d in devices),
+                "load_end": high,
+                "reaching": low,
+                "reaching_floor": low - MAX_SPAN,
+            }
+            for statement in (_NEEDED_STARTING, _NEEDED_REACHING):
+                for row in await self._conn.execute(statement, bounds):
+                    organization_id = users.get(row.user_id)
+                    if organization_id is None:
+                        continue
+                    device = DeviceKey(organization_id, row.user_id, row.device_id)
+                    plan = plans.get(device)
+                    if plan is not None:
+                        ping = Ping(
+                            device_id=row.device_id,
+                            app_name=row.app_name,
+                            url=None,  # not part of an interval
+                            domain=row.domain,
+                            title=None,
+                            idle=row.idle,
+                            start=row.start_time,
+                            end=row.end_time,
+                            event_id=row.event_id,
+                        )
+                        if plan.needs(ping):
+                            found[device].append(ping)
+        return found
 
 
 class SqlUsageStore:
@@ -177,44 +279,85 @@ class SqlUsageStore:
         for key in keys:
             await self._conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
-    async def touching(self, device: DeviceKey, window: Window) -> Sequence[Interval]:
-        rows = await self._conn.execute(
-            sa.select(app_usage).where(
-                _device(app_usage, device),
-                app_usage.c.start_time <= window.end,
-                app_usage.c.end_time >= window.start,
+    async def touching(
+        self, windows: Mapping[DeviceKey, Window]
+    ) -> Mapping[DeviceKey, Sequence[Interval]]:
+        found: dict[DeviceKey, list[Interval]] = defaultdict(list)
+        ranges = {device: (window.start, window.end) for device, window in windows.items()}
+        for devices, low, high in clusters(ranges):
+            rows = await self._conn.execute(
+                _TOUCHING,
+                {
+                    **owners(devices),
+                    "devices": sorted({d.device_id for d in devices}),
+                    # Stored intervals last at most STORED_INTERVAL_MAX: a range on start_time.
+                    "floor": low - STORED_INTERVAL_MAX,
+                    "low": low,
+                    "high": high,
+                },
             )
-        )
-        return [_interval(row) for row in rows]
+            wanted = set(devices)
+            for row in rows:
+                device = DeviceKey(
+                    OrganizationId(row.organization_id), UserId(row.user_id), row.device_id
+                )
+                interval = _interval(row)
+                if device in wanted and windows[device].touches(interval):
+                    found[device].append(interval)
+        return found
 
-    async def replace(
-        self, device: DeviceKey, plan: Rederivation, fresh: Sequence[Interval]
-    ) -> None:
+    async def replace(self, replacements: Sequence[Replacement]) -> None:
+        if not replacements:
+            return
         await self._conn.execute(
-            app_usage.delete().where(
-                _device(app_usage, device),
-                app_usage.c.start_time < plan.replace_end,
-                app_usage.c.end_time > plan.replace_start,
-            )
+            _DELETE_REPLACED,
+            [
+                {
+                    "org": tenant(r.device.organization_id, "intervals replaced"),
+                    "user": r.device.user_id,
+                    "device": r.device.device_id,
+                    "floor": r.plan.replace_start - STORED_INTERVAL_MAX,
+                    "start": r.plan.replace_start,
+                    "end": r.plan.replace_end,
+                }
+                for r in replacements
+            ],
         )
+        fresh = [
+            {
+                "id": uuid.uuid4(),
+                "organization_id": r.device.organization_id,
+                "user_id": r.device.user_id,
+                "device_id": i.device_id,
+                "app_name": i.app_name,
+                "domain": i.domain,
+                "idle": i.idle,
+                "start_time": i.start,
+                "end_time": i.end,
+            }
+            for r in replacements
+            for i in r.fresh
+        ]
         if fresh:
-            await self._conn.execute(
-                app_usage.insert(),
-                [
-                    {
-                        "id": uuid.uuid4(),
-                        "organization_id": device.organization_id,
-                        "user_id": device.user_id,
-                        "device_id": i.device_id,
-                        "app_name": i.app_name,
-                        "domain": i.domain,
-                        "idle": i.idle,
-                        "start_time": i.start,
-                        "end_time": i.end,
-                    }
-                    for i in fresh
-                ],
+            await self._conn.execute(app_usage.insert(), fresh)
+
+    async def around(
+        self, windows: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[Interval]]:
+        found: dict[UserKey, list[Interval]] = defaultdict(list)
+        for users, low, high in clusters(windows):
+            rows = await self._conn.execute(
+                _AROUND,
+                {**owners(users), "floor": low - STORED_INTERVAL_MAX, "low": low, "high": high},
             )
+            wanted = set(users)
+            for row in rows:
+                user = UserKey(OrganizationId(row.organization_id), UserId(row.user_id))
+                if user in wanted:
+                    start, end = windows[user]
+                    if row.start_time < end and row.end_time > start:
+                        found[user].append(_interval(row))
+        return found
 
     async def between(
         self,

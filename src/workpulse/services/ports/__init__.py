@@ -36,6 +36,7 @@ from workpulse.services.ports.presence import (
     UserRef,
 )
 from workpulse.services.ports.reports import (
+    HourlyRows,
     RollupStore,
     UserUsage,
 )
@@ -58,7 +59,9 @@ from workpulse.services.ports.usage import (
     PartitionKeeper,
     PingQueue,
     PingStore,
+    Replacement,
     UsageStore,
+    UserKey,
 )
 
 __all__ = [
@@ -72,6 +75,7 @@ __all__ = [
     "DeviceKey",
     "DeviceSessionStore",
     "Directory",
+    "HourlyRows",
     "InviteStore",
     "JobRunStore",
     "Liveness",
@@ -86,6 +90,7 @@ __all__ = [
     "PresenceStore",
     "ProjectStore",
     "Recorded",
+    "Replacement",
     "RollupStore",
     "SessionState",
     "SessionStateCache",
@@ -97,6 +102,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UsageStore",
+    "UserKey",
     "UserRef",
     "UserStore",
     "UserUsage",

@@ -12,6 +12,7 @@ from workpulse.domain.ids import (
     UserId,
 )
 from workpulse.domain.reports import ProjectSpan, Usage
+from workpulse.services.ports.usage import UserKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,16 +21,31 @@ class UserUsage:
     usage: Usage
 
 
+@dataclass(frozen=True, slots=True)
+class HourlyRows:
+    """A user's hourly rows for the whole hours in [start, end)."""
+
+    user: UserKey
+    start: datetime
+    end: datetime
+    rows: Sequence[Usage]
+
+
 class RollupStore(Protocol):
-    async def replace(
-        self,
-        organization_id: OrganizationId,
-        user_id: UserId,
-        start: datetime,
-        end: datetime,
-        rows: Sequence[Usage],
-    ) -> None:
-        """Replace the user's hourly rows for the hours in [start, end) (whole hours)."""
+    async def replace(self, fresh: Sequence[HourlyRows]) -> None:
+        """Replace each user's hourly rows for the hours of its range."""
+        ...
+
+    async def rows_of(
+        self, hours: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[Usage]]:
+        """Per user, its hourly rows for the whole hours in its [start, end)."""
+        ...
+
+    async def spans_around(
+        self, windows: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[ProjectSpan]]:
+        """Per user, its work sessions touching its [start, end), as spans with their project."""
         ...
 
     async def read(

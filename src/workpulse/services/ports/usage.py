@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -31,6 +31,19 @@ class DeviceKey:
     device_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class UserKey:
+    organization_id: OrganizationId
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    device: DeviceKey
+    plan: Rederivation
+    fresh: Sequence[Interval]
+
+
 class PingStore(Protocol):
     async def add(self, pings: Sequence[OwnedPing], *, pending: bool) -> Sequence[OwnedPing]:
         """Insert the pings not stored yet; return those that were new."""
@@ -42,7 +55,12 @@ class PingStore(Protocol):
 
     async def mark_derived(self, pings: Sequence[OwnedPing]) -> None: ...
 
-    async def needed(self, device: DeviceKey, plan: Rederivation) -> Sequence[Ping]: ...
+    async def needed(
+        self, plans: Mapping[DeviceKey, Rederivation]
+    ) -> Mapping[DeviceKey, Sequence[Ping]]:
+        """Per device, its stored pings that `plan.needs` (a few more do no harm), without the
+        url and title, which no interval carries."""
+        ...
 
 
 class UsageStore(Protocol):
@@ -51,11 +69,21 @@ class UsageStore(Protocol):
         shared) across workers until the transaction ends."""
         ...
 
-    async def touching(self, device: DeviceKey, window: Window) -> Sequence[Interval]: ...
+    async def touching(
+        self, windows: Mapping[DeviceKey, Window]
+    ) -> Mapping[DeviceKey, Sequence[Interval]]:
+        """Per device, its stored intervals that touch its window."""
+        ...
 
-    async def replace(
-        self, device: DeviceKey, plan: Rederivation, fresh: Sequence[Interval]
-    ) -> None: ...
+    async def replace(self, replacements: Sequence[Replacement]) -> None:
+        """Per device, delete the stored intervals its plan replaces and insert the fresh ones."""
+        ...
+
+    async def around(
+        self, windows: Mapping[UserKey, tuple[datetime, datetime]]
+    ) -> Mapping[UserKey, Sequence[Interval]]:
+        """Per user, its intervals (every device) that overlap its [start, end)."""
+        ...
 
     async def between(
         self,
