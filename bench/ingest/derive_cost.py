@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import uvloop
@@ -68,7 +69,7 @@ async def users(container: bootstrap.Container, count: int) -> list[tuple[Organi
 def batch(
     rng: random.Random,
     owners: list[tuple[OrganizationId, UserId]],
-    clocks: dict[tuple[int, str], datetime],
+    clocks: dict[Any, datetime],
     size: int,
     n: int,
 ) -> list[OwnedPing]:
@@ -76,7 +77,12 @@ def batch(
     out = []
     for k in range(size):
         u, d = devices[k % len(devices)]
-        clocks[(u, d)] += timedelta(seconds=5 + rng.uniform(-1, 1))
+        # Every device on one wall clock, a ping each ~5 s: a batch holds the same stretch of
+        # time for all of them, as live traffic does.
+        clocks[(u, d)] = max(
+            clocks[(u, d)] + timedelta(seconds=1),
+            clocks["now"] + timedelta(seconds=5 * (k // len(devices)) + rng.uniform(-1, 1)),
+        )
         app, domain = rng.choice(APPS) if rng.random() < 0.2 else APPS[u % len(APPS)]
         org, user = owners[u]
         out.append(
@@ -96,6 +102,7 @@ def batch(
                 ),
             )
         )
+    clocks["now"] += timedelta(seconds=5 * (size // len(devices)))
     rng.shuffle(out)
     return out
 
@@ -115,11 +122,10 @@ async def run(args: argparse.Namespace, url: str) -> None:
         owners = await users(container, args.users)
         rng = random.Random(3)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-        clocks = {
-            (u, d): start + timedelta(seconds=rng.uniform(0, 5))
-            for u in range(len(owners))
-            for d in ("laptop", "desktop")
+        clocks: dict[Any, datetime] = {
+            (u, d): start for u in range(len(owners)) for d in ("laptop", "desktop")
         }
+        clocks["now"] = start
         statements = 0
 
         @sa.event.listens_for(container.engine.sync_engine, "before_cursor_execute")

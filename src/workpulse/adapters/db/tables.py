@@ -257,6 +257,8 @@ app_usage = sa.Table(
     # Reports and rollups: one user's intervals from every device in a window. Stored intervals
     # last at most a day (split at UTC midnights), so the window is a range on start_time.
     sa.Index(None, "user_id", "start_time"),
+    # Re-derivation: one user's intervals touching a window near its end (few, for live data).
+    sa.Index(None, "user_id", "end_time"),
     postgresql_partition_by="RANGE (start_time)",
 )
 

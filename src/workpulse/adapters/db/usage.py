@@ -76,9 +76,8 @@ def _interval(row: Any) -> Interval:
 class _NotAnIndexKey(ColumnElement[Any]):
     """A column that SQLite must not pick an index by: `+column` there, the column elsewhere.
 
-    Without statistics SQLite's planner takes `organization_id = ?` and a range on start_time
-    (the organization's every row in the range) over the users' and devices' IN lists with the
-    same range: a scan that grows with the organization."""
+    SQLite plans without statistics, and took `organization_id = ?` (a whole organization's
+    rows) or a range on start_time a day long over the indexes that read a few rows here."""
 
     inherit_cache = True
 
@@ -123,32 +122,35 @@ _NEEDED_REACHING = sa.select(*_NEEDED_COLUMNS).where(
     *_NEEDED_OWNERS,
     pings.c.end_time.is_not(None),
     pings.c.end_time >= sa.bindparam("reaching"),
-    pings.c.start_time >= sa.bindparam("reaching_floor"),
-    pings.c.start_time < sa.bindparam("load_start"),  # the others came with the first read
+    # Not by start_time: that range is a day of the device's pings, the spans index is not.
+    _NotAnIndexKey(pings.c.start_time) >= sa.bindparam("reaching_floor"),
+    _NotAnIndexKey(pings.c.start_time) < sa.bindparam("load_start"),  # the rest came first
 )
+# Intervals touching windows: a range on end_time (few intervals end after a live window's
+# start); the bound on start_time (stored intervals last at most a day) keeps it a range too.
 _TOUCHING = sa.select(app_usage).where(
     _NotAnIndexKey(app_usage.c.organization_id).in_(sa.bindparam("orgs", expanding=True)),
     app_usage.c.user_id.in_(sa.bindparam("users", expanding=True)),
-    app_usage.c.device_id.in_(sa.bindparam("devices", expanding=True)),
-    app_usage.c.start_time >= sa.bindparam("floor"),
-    app_usage.c.start_time <= sa.bindparam("high"),
+    _NotAnIndexKey(app_usage.c.device_id).in_(sa.bindparam("devices", expanding=True)),
+    _NotAnIndexKey(app_usage.c.start_time) >= sa.bindparam("floor"),
+    _NotAnIndexKey(app_usage.c.start_time) <= sa.bindparam("high"),
     app_usage.c.end_time >= sa.bindparam("low"),
 )
 _AROUND = sa.select(app_usage).where(
     _NotAnIndexKey(app_usage.c.organization_id).in_(sa.bindparam("orgs", expanding=True)),
     app_usage.c.user_id.in_(sa.bindparam("users", expanding=True)),
-    app_usage.c.start_time >= sa.bindparam("floor"),
-    app_usage.c.start_time < sa.bindparam("high"),
+    _NotAnIndexKey(app_usage.c.start_time) >= sa.bindparam("floor"),
+    _NotAnIndexKey(app_usage.c.start_time) < sa.bindparam("high"),
     app_usage.c.end_time > sa.bindparam("low"),
 )
 # Executed with one parameter set per device (one round trip): every stored interval of the
 # device that overlaps [start, end).
 _DELETE_REPLACED = app_usage.delete().where(
-    app_usage.c.organization_id == sa.bindparam("org"),
+    _NotAnIndexKey(app_usage.c.organization_id) == sa.bindparam("org", type_=sa.Uuid()),
     app_usage.c.user_id == sa.bindparam("user"),
-    app_usage.c.device_id == sa.bindparam("device"),
-    app_usage.c.start_time >= sa.bindparam("floor"),
-    app_usage.c.start_time < sa.bindparam("end"),
+    _NotAnIndexKey(app_usage.c.device_id) == sa.bindparam("device", type_=sa.String()),
+    _NotAnIndexKey(app_usage.c.start_time) >= sa.bindparam("floor"),
+    _NotAnIndexKey(app_usage.c.start_time) < sa.bindparam("end"),
     app_usage.c.end_time > sa.bindparam("start"),
 )
 
