@@ -278,8 +278,8 @@ class SqlUsageStore:
         if self._dialect != "postgresql":
             return  # SQLite writers already hold the database's write lock
         keys = sorted({_lock_key(d) for d in devices})  # one order everywhere: no deadlock
-        for key in keys:
-            await self._conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        # One round trip: unnest yields the keys in the array's (sorted) order.
+        await self._conn.execute(_LOCK_USERS, {"keys": keys})
 
     async def touching(
         self, windows: Mapping[DeviceKey, Window]
@@ -414,6 +414,11 @@ class SqlUsageStore:
             query = query.where(app_usage.c.user_id.in_(user_ids))
         rows = await self._conn.execute(query)
         return [(UserId(row.user_id), _interval(row)) for row in rows]
+
+
+_LOCK_USERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"
+)
 
 
 def _lock_key(device: DeviceKey) -> int:
