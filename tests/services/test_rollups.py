@@ -14,11 +14,11 @@ from workpulse.bootstrap import Container
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.organizations import Organization, OrganizationSettings
 from workpulse.domain.pings import Ping
-from workpulse.domain.reports import tally
+from workpulse.domain.reports import Usage, tally
 from workpulse.domain.roles import Role
 from workpulse.domain.users import User
 from workpulse.services import ingest
-from workpulse.services.ports import OwnedPing
+from workpulse.services.ports import HourlyRows, OwnedPing, UserKey
 
 Key = tuple[int, UserId | None, str | None, str | None, bool]
 ORIGIN = datetime(2026, 5, 31, 20, 0, tzinfo=UTC)  # crosses a UTC midnight and a month bound
@@ -172,3 +172,53 @@ async def test_sums_in_the_database_equal_sums_of_the_hourly_rows(
         got[key(index, row.user_id, u.app_name, u.domain, u.idle)] += u.micros
     assert got == expected
     assert sum(got.values()) > 0
+
+
+async def test_rollups_out_of_step_with_their_intervals_are_recomputed(
+    container: Container,
+) -> None:
+    """The worker adds the difference a batch makes to each hour's rows; a row that the
+    difference would take below zero (rollups out of step with the intervals) has its hours
+    recomputed from the intervals instead."""
+    organization_id, (user_id,) = await _organization_with_users(container, 1)
+    user = UserKey(organization_id, user_id)
+    hour = ORIGIN + timedelta(hours=2)
+
+    def point(n: int, at: datetime, app: str) -> OwnedPing:
+        ping = Ping("laptop", app, None, None, None, False, at, None, f"o{n}")
+        return OwnedPing(organization_id, user_id, ping)
+
+    async def derive(batch: list[OwnedPing]) -> None:
+        await ingest.store_and_derive(
+            batch,
+            uow_factory=container.database,
+            settings_of=container.settings_of,
+            partitions=container.partitions,
+        )
+
+    async def rollups_and_tally() -> tuple[
+        Counter[tuple[str, datetime]], Counter[tuple[str, datetime]]
+    ]:
+        window = [(hour, hour + timedelta(hours=1))]
+        async with container.database(readonly=True) as uow:
+            rows = await uow.rollups.read(organization_id, [user_id], *window[0])
+            intervals = await uow.usage.of_users(organization_id, [user_id], window)
+        stored = Counter({(r.usage.app_name, r.usage.hour): r.usage.micros for r in rows})
+        expected: Counter[tuple[str, datetime]] = Counter()
+        for usage in tally([i for _, i in intervals], [], *window[0]):
+            expected[(usage.app_name, usage.hour)] += usage.micros
+        return stored, expected
+
+    await derive([point(n, hour + timedelta(seconds=20 * n), "Editor") for n in range(60)])
+    stored, expected = await rollups_and_tally()
+    assert stored == expected
+    assert expected
+    async with container.database() as uow:  # out of step: a second of Editor in that hour
+        editor = Usage(hour, "Editor", None, False, None, 1_000_000)
+        await uow.rollups.replace([HourlyRows(user, hour, hour + timedelta(hours=1), [editor])])
+        await uow.commit()
+    # A late Slack ping takes 10 s from Editor: the difference would leave Editor below zero.
+    await derive([point(100, hour + timedelta(seconds=605), "Slack")])
+    stored, expected = await rollups_and_tally()
+    assert stored == expected
+    assert expected[("Slack", hour)] == 10_000_000
