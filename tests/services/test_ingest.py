@@ -191,12 +191,15 @@ async def test_workers_racing_over_one_device_agree_with_the_merge(container: Co
     )
 
 
+@pytest.mark.parametrize("part", [timedelta(hours=6), timedelta(minutes=10)])
 async def test_one_batch_over_many_users_devices_and_times_derives_each_device_apart(
-    container: Container,
+    container: Container, monkeypatch: pytest.MonkeyPatch, part: timedelta
 ) -> None:
     """A batch is derived with a few statements for all its devices: devices of different users
-    with the same name, of two organizations, and windows hours and days apart (which the store
-    queries separately) each get exactly their own merge."""
+    with the same name, of several organizations, and windows hours and days apart (which the
+    store queries separately) each get exactly their own merge, whether the pings are loaded
+    for all devices at once or a few devices at a time."""
+    monkeypatch.setattr(ingest, "PART_DEVICE_TIME", part)
     rng = random.Random(5)
     devices = ("laptop", "desktop")
     callers = [await new_caller(container, devices) for _ in range(4)]

@@ -18,6 +18,7 @@ from workpulse.domain.errors import InvalidTimezone, UserNotFound
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.intervals import (
     Interval,
+    Window,
     affected_window,
     plan_rederivation,
     rederive,
@@ -164,7 +165,7 @@ async def derive(
     for owned in new:
         key = DeviceKey(owned.organization_id, owned.user_id, owned.ping.device_id)
         by_device[key].append(owned.ping)
-    settings = {}
+    settings: dict[OrganizationId, OrganizationSettings] = {}
     windows = {}
     for device, device_pings in by_device.items():
         if device.organization_id not in settings:
@@ -175,8 +176,44 @@ async def derive(
         moment for window in windows.values() for moment in (window.start, window.end)
     )
     await uow.usage.lock(list(windows))
-    # A few statements for the whole batch, not a few per device: on SQLite the write lock is
-    # held meanwhile, and each statement is a hop to the driver's thread.
+    for part in _parts(windows):
+        await _derive_part(uow, part, settings, partitions)
+    return len(windows)
+
+
+# A batch is derived a part at a time, each part a few users whose windows cover at most this
+# much time summed over their devices. Live traffic (every device a minute or so) is one part:
+# a few statements for the whole batch. A batch whose devices each reach hours back (agents'
+# flushed buffers) no longer holds every device's hours of pings and intervals at once
+# (100,000 pings and +90 MB of worker RSS in one batch of bench/ingest's drain).
+PART_DEVICE_TIME = timedelta(hours=6)
+
+
+def _parts(windows: dict[DeviceKey, Window]) -> list[dict[DeviceKey, Window]]:
+    """The windows in parts, a user's devices always in the same part (rollups are per user)."""
+    by_user: dict[UserKey, dict[DeviceKey, Window]] = defaultdict(dict)
+    for device, window in windows.items():
+        by_user[UserKey(device.organization_id, device.user_id)][device] = window
+    parts: list[dict[DeviceKey, Window]] = [{}]
+    spent = timedelta(0)
+    for own in sorted(by_user.values(), key=lambda w: min(x.start for x in w.values())):
+        length = sum((w.end - w.start for w in own.values()), timedelta(0))
+        if parts[-1] and spent + length > PART_DEVICE_TIME:
+            parts.append({})
+            spent = timedelta(0)
+        parts[-1].update(own)
+        spent += length
+    return parts
+
+
+async def _derive_part(
+    uow: UnitOfWork,
+    windows: dict[DeviceKey, Window],
+    settings: dict[OrganizationId, OrganizationSettings],
+    partitions: PartitionKeeper,
+) -> None:
+    # A few statements for all the part's devices, not a few per device: on SQLite the write
+    # lock is held meanwhile, and each statement is a hop to the driver's thread.
     stored = await uow.usage.touching(windows)
     plans = {}
     for device, window in windows.items():
@@ -203,6 +240,7 @@ async def derive(
         user = UserKey(device.organization_id, device.user_id)
         low, high = changed.get(user, (plan.replace_start, plan.replace_end))
         changed[user] = (min(low, plan.replace_start), max(high, plan.replace_end))
+    del needed
     # Each user's intervals (every device) around what changes, before and after: the hourly
     # rollups change by the difference (the lock above is per user, so no other worker changes
     # them meanwhile).
@@ -222,7 +260,6 @@ async def derive(
     for r in replacements:
         after.setdefault(UserKey(r.device.organization_id, r.device.user_id), []).extend(r.fresh)
     await adjust_rollups(uow, changed, before, after)
-    return len(plans)
 
 
 def _durations(settings: OrganizationSettings) -> tuple[timedelta, timedelta]:

@@ -14,26 +14,32 @@ from workpulse.services.ports import DeviceKey, UserKey
 
 K = TypeVar("K")
 
-# Ranges at most this far apart share a query.
-_CLUSTER_GAP = timedelta(minutes=10)
-_CLUSTER_SPAN = timedelta(hours=2)
+# A shared query reads the group's whole range for every key in it: keys join a group only while
+# that stays within twice what they would read alone, plus this much per key.
+_SLACK_PER_KEY = timedelta(minutes=2)
 
 
 def clusters(
     ranges: Mapping[K, tuple[datetime, datetime]],
 ) -> list[tuple[list[K], datetime, datetime]]:
-    """Keys grouped by nearness of their [low, high] ranges, with each group's overall range."""
+    """Keys grouped by nearness of their [low, high] ranges, with each group's overall range.
+
+    Live traffic puts every device's window in the same minute: one group. A device whose range
+    is hours long (a late ping, or a long interval it extends) would make every key in its
+    group read those hours, so it joins none that would read more than twice their own."""
     ordered = sorted(ranges.items(), key=lambda item: item[1][0])
-    groups: list[tuple[list[K], datetime, datetime]] = []
+    groups: list[tuple[list[K], datetime, datetime, timedelta]] = []
     for key, (low, high) in ordered:
         if groups:
-            keys, first, last = groups[-1]
-            if low <= last + _CLUSTER_GAP and max(last, high) - first <= _CLUSTER_SPAN:
+            keys, first, last, own = groups[-1]
+            union = max(last, high) - first
+            count = len(keys) + 1
+            if union * count <= 2 * (own + high - low) + _SLACK_PER_KEY * count:
                 keys.append(key)
-                groups[-1] = (keys, first, max(last, high))
+                groups[-1] = (keys, first, max(last, high), own + high - low)
                 continue
-        groups.append(([key], low, high))
-    return groups
+        groups.append(([key], low, high, high - low))
+    return [(keys, first, last) for keys, first, last, _ in groups]
 
 
 def owners(keys: Sequence[DeviceKey] | Sequence[UserKey]) -> dict[str, list[Any]]:

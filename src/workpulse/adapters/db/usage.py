@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from workpulse.adapters.db.batching import clusters, owners
 from workpulse.adapters.db.tables import app_usage, pings
@@ -79,6 +80,8 @@ class _NotAnIndexKey(ColumnElement[Any]):
     SQLite plans without statistics, and took `organization_id = ?` (a whole organization's
     rows) or a range on start_time a day long over the indexes that read a few rows here."""
 
+    # The wrapped column is part of the statement cache key (SQLAlchemy reads this list).
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
     inherit_cache = True
 
     def __init__(self, column: sa.Column[Any]) -> None:
