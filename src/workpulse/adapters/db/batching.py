@@ -9,6 +9,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from workpulse.adapters.db.tenancy import tenant
 from workpulse.services.ports import DeviceKey, UserKey
 
@@ -48,3 +51,15 @@ def owners(keys: Sequence[DeviceKey] | Sequence[UserKey]) -> dict[str, list[Any]
         "orgs": sorted({tenant(k.organization_id, "batched query") for k in keys}),
         "users": sorted({k.user_id for k in keys}),
     }
+
+
+async def rows_in_groups(
+    conn: AsyncConnection,
+    statement: sa.Executable,
+    ranges: Mapping[UserKey, tuple[datetime, datetime]],
+) -> list[sa.Row[Any]]:
+    """`statement` (parameters orgs, users, start, end) run once per group of users."""
+    rows: list[sa.Row[Any]] = []
+    for users, start, end in clusters(ranges):
+        rows += await conn.execute(statement, {**owners(users), "start": start, "end": end})
+    return rows

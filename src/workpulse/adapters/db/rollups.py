@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workpulse.adapters.db.batching import clusters, owners
+from workpulse.adapters.db.batching import rows_in_groups
 from workpulse.adapters.db.tables import usage_hourly, work_sessions
 from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.adapters.db.types import UtcDateTime
@@ -134,12 +134,7 @@ class SqlRollupStore:
         self, hours: Mapping[UserKey, tuple[datetime, datetime]]
     ) -> Mapping[UserKey, Sequence[Usage]]:
         found: dict[UserKey, list[Usage]] = defaultdict(list)
-        rows: list[sa.Row[Any]] = []
-        for users, start, end in clusters(hours):
-            rows += await self._conn.execute(
-                _ROWS_OF, {**owners(users), "start": start, "end": end}
-            )
-        for row in rows:
+        for row in await rows_in_groups(self._conn, _ROWS_OF, hours):
             user = UserKey(OrganizationId(row.organization_id), UserId(row.user_id))
             if user in hours and hours[user][0] <= row.hour < hours[user][1]:
                 found[user].append(
@@ -158,12 +153,7 @@ class SqlRollupStore:
         self, windows: Mapping[UserKey, tuple[datetime, datetime]]
     ) -> Mapping[UserKey, Sequence[ProjectSpan]]:
         found: dict[UserKey, list[ProjectSpan]] = defaultdict(list)
-        rows: list[sa.Row[Any]] = []
-        for users, start, end in clusters(windows):
-            rows += await self._conn.execute(
-                _SPANS_AROUND, {**owners(users), "start": start, "end": end}
-            )
-        for row in rows:
+        for row in await rows_in_groups(self._conn, _SPANS_AROUND, windows):
             user = UserKey(OrganizationId(row.organization_id), UserId(row.user_id))
             if user in windows:
                 start, end = windows[user]
