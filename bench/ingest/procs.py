@@ -143,6 +143,7 @@ def wait_for_line(server: Server, text: str) -> None:
         if text in server.log.read_text(errors="replace"):
             return
         time.sleep(0.2)
+    server.stop()  # not left running behind the benchmark that gave up on it
     raise SystemExit(f"{server.name} did not log {text!r} within {START_TIMEOUT:.0f} s")
 
 
