@@ -11,6 +11,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from workpulse.adapters.db.tenancy import tenant
 from workpulse.services.ports import DeviceKey, UserKey
@@ -63,3 +67,28 @@ async def rows_in_groups(
     for users, start, end in clusters(ranges):
         rows += await conn.execute(statement, {**owners(users), "start": start, "end": end})
     return rows
+
+
+class NotAnIndexKey(ColumnElement[Any]):
+    """A column that SQLite must not pick an index by: `+column` there, the column elsewhere.
+
+    SQLite plans without statistics, and took `organization_id = ?` (a whole organization's
+    rows) or a range on start_time a day long over the indexes that read a few rows here."""
+
+    # The wrapped column is part of the statement cache key (SQLAlchemy reads this list).
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    inherit_cache = True
+
+    def __init__(self, column: sa.Column[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(NotAnIndexKey)
+def _compile_any(element: NotAnIndexKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(NotAnIndexKey, "sqlite")
+def _compile_sqlite(element: NotAnIndexKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)

@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from workpulse.adapters.db.alerts import SqlAlertStore
 from workpulse.adapters.db.jobs import SqlDirectory
 from workpulse.adapters.db.organizations import SqlOrganizationStore
+from workpulse.adapters.db.pings import SqlPingStore
 from workpulse.adapters.db.projects import SqlProjectStore
 from workpulse.adapters.db.rollups import SqlRollupStore
 from workpulse.adapters.db.sessions import SqlSessionStore
 from workpulse.adapters.db.summaries import SqlSummaryStore
-from workpulse.adapters.db.usage import SqlPingStore, SqlUsageStore
+from workpulse.adapters.db.usage import SqlUsageStore
 from workpulse.adapters.db.users import SqlDeviceSessionStore, SqlInviteStore, SqlUserStore
 from workpulse.domain.errors import StorageUnavailable, TransientConflict
 
