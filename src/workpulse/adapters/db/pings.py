@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workpulse.adapters.db.batching import NotAnIndexKey, clusters, owners
+from workpulse.adapters.db.batching import NotAnIndexKey, clusters, device_owners
 from workpulse.adapters.db.tables import pings
 from workpulse.domain.ids import OrganizationId, UserId
 from workpulse.domain.intervals import Rederivation
@@ -165,8 +165,7 @@ class SqlPingStore:
         for devices, low, high in clusters(ranges):
             users = {d.user_id: d.organization_id for d in devices}
             bounds = {
-                **owners(devices),
-                "devices": sorted({d.device_id for d in devices}),
+                **device_owners(devices),
                 "load_start": min(plans[d].load_start for d in devices),
                 "load_end": high,
                 "reaching": low,

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workpulse.adapters.db.batching import NotAnIndexKey, clusters, owners
+from workpulse.adapters.db.batching import NotAnIndexKey, clusters, device_owners, owners
 from workpulse.adapters.db.tables import app_usage
 from workpulse.adapters.db.tenancy import of_tenant, tenant
 from workpulse.domain.ids import OrganizationId, UserId
@@ -86,8 +86,7 @@ class SqlUsageStore:
             rows = await self._conn.execute(
                 _TOUCHING,
                 {
-                    **owners(devices),
-                    "devices": sorted({d.device_id for d in devices}),
+                    **device_owners(devices),
                     # Stored intervals last at most STORED_INTERVAL_MAX: a range on start_time.
                     "floor": low - STORED_INTERVAL_MAX,
                     "low": low,
