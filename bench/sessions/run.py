@@ -3,6 +3,8 @@ session, then POST /activity/batch with 100 events; req/s, p50, p99, and "counte
 for every session after the run (must be 0).
 
     python3 -m uv run python bench/sessions/run.py   # ~1 min; needs wrk (apt-get install wrk)
+    python3 -m uv run python bench/sessions/run.py --profile   # + py-spy of the API per load
+    python3 bench/ingest/profile_top.py bench/results/sessions/32-sessions.raw  # its top frames
 
 It creates a throwaway PostgreSQL database (TEST_POSTGRES_URL, default the local server),
 migrates it, starts one `workpulse api` process on a free port (default settings, JSON access
@@ -33,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+RESULTS = ROOT / "bench" / "results" / "sessions"
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -125,6 +128,12 @@ def wrk(
         **env,
     }
     server, url, name = watched or ([], "", "")
+    if server and args.profile:
+        out = RESULTS / (env.get("BENCH_LABEL") or "run").replace(" ", "-")
+        subprocess.Popen([
+            args.pyspy, "record", "--nonblocking", "--rate", "250", "--format", "raw",
+            "--duration", str(args.duration), "--output", f"{out}.raw", "--pid", str(server[0]),
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     database = backends(url, name) if url else []
     ended = sessions_ended(url, name) if url else 0
     before = cpu_seconds(server), cpu_seconds(database)
@@ -192,9 +201,15 @@ def main() -> None:
         "--env", action="append", default=[], metavar="WORKPULSE_NAME=VALUE",
         help="a setting for the API process (default: none, the defaults); repeatable",
     )  # fmt: skip
+    parser.add_argument("--profile", action="store_true", help=f"py-spy raw profiles in {RESULTS}")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
+    args.pyspy = shutil.which("py-spy")
+    if args.profile:
+        if args.pyspy is None:
+            sys.exit("py-spy is missing: python3 -m pip install py-spy (on PATH)")
+        RESULTS.mkdir(parents=True, exist_ok=True)
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     psql(ADMIN_URL, f'CREATE DATABASE "{name}"')
@@ -232,13 +247,14 @@ def main() -> None:
             wrk(base, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
             watched = ([server.pid], url, name)
             results = {
-                "32 sessions": wrk(base, many, args, watched),
-                "one hot session": wrk(base, hot, args, watched),
+                "32 sessions": wrk(base, many, args, watched, BENCH_LABEL="32 sessions"),
+                "one hot session": wrk(base, hot, args, watched, BENCH_LABEL="hot session"),
                 "batch of 100 events, one session": wrk(
                     base,
                     hot,
                     args,
                     watched,
+                    BENCH_LABEL="batch",
                     BENCH_PATH="/activity/batch",
                     BENCH_BODY=json.dumps({
                         "sessionId": lines[32].split()[0],
