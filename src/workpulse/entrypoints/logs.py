@@ -17,12 +17,15 @@ import logging
 import queue
 import sys
 import threading
+import time
 from typing import Any, Literal, TextIO
 
 import orjson
 import structlog
 
 Format = Literal["auto", "json", "console"]
+
+GATHER_SECONDS = 0.02
 
 
 class _NamedWriteLogger(structlog.WriteLogger):
@@ -84,6 +87,9 @@ class _BackgroundWriter:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
+            # Let a moment's lines gather: one write (and one wake-up of this thread, which
+            # then competes for the GIL) per GATHER_SECONDS rather than per line.
+            time.sleep(GATHER_SECONDS)
             chunks: list[str] = []
             while item is not None:
                 chunks.append(item)
