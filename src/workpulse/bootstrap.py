@@ -36,6 +36,7 @@ from workpulse.adapters.throttle import LocalLoginThrottle, RedisLoginThrottle
 from workpulse.adapters.tokens import JwtCodec
 from workpulse.domain.retention import RetentionPolicy
 from workpulse.services import sessions
+from workpulse.services.activity_groups import ActivityGroups
 from workpulse.services.health import Probe
 from workpulse.services.identity import AuthPolicy
 from workpulse.services.ports import (
@@ -250,6 +251,7 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             settings_of=settings_of,
             partitions=partitions,
             wake_worker=database_queue.wake.set if database_queue is not None else _nothing,
+            groups=ActivityGroups(database, clock, notifier),
         )
         yield Container(
             settings=settings,

@@ -373,3 +373,80 @@ async def test_single_events_and_batches_racing_on_one_session_all_count(
         current = await uow.sessions.get(principal.organization_id, session.id)
         assert current is not None
         assert await uow.sessions.ledger_totals(current) == (expected, 0)
+
+
+async def test_single_events_arriving_together_are_written_in_groups_with_the_same_answers(
+    container: Container,
+) -> None:
+    """Concurrent single events share groups (activity_groups.py); every one of them still gets
+    the answer the one-event path gives: accepted, duplicate, 404, 409 or 422."""
+    groups = container.session_deps.groups
+    assert groups is not None
+    owner = await member(container)
+    stranger = await member(container)
+    session = await started(container, owner)
+    short = await sessions.start(  # 10 minutes of wall clock plus 5 of tolerance
+        stranger,
+        project_id=None,
+        start_time=container.clock.now() - timedelta(minutes=10),
+        deps=container.session_deps,
+    )
+    await add(container, owner, session, active(60, "stored"))
+    stopped_owner = await member(container)
+    stopped = await started(container, stopped_owner)
+    await sessions.stop(stopped_owner, stopped.id, deps=container.session_deps)
+    now = container.clock.now()
+    before = groups.groups, groups.events
+    outcomes = await asyncio.gather(
+        *(add(container, owner, session, active(10, f"new-{k}")) for k in range(20)),
+        add(container, owner, session, active(10, "twice")),
+        add(container, owner, session, active(10, "twice")),
+        add(container, owner, session, active(60, "stored")),
+        add(container, owner, session, active(10, "early", timestamp=now - BACK - BACK)),
+        add(container, stranger, session, active(10, "not-theirs")),
+        add(container, stopped_owner, stopped, active(10, "too-late")),
+        add(container, stranger, short, active(600, "fits")),
+        add(container, stranger, short, active(600, "no-room")),
+        return_exceptions=True,
+    )
+    statuses = [
+        o[1][0].status.value if isinstance(o, tuple) else type(o).__name__ for o in outcomes
+    ]
+    assert statuses[:20] == ["accepted"] * 20
+    assert sorted(statuses[20:22]) == ["accepted", "duplicate"]
+    assert statuses[22:26] == ["duplicate", "rejected", "SessionNotFound", "SessionStopped"]
+    assert sorted(statuses[26:28]) == ["accepted", "rejected"]  # either 600 s event may win
+    stored = outcomes[22]
+    assert isinstance(stored, tuple)
+    assert stored[1][0].activity is not None
+    assert stored[1][0].activity.duration_seconds == 60
+    assert groups.groups - before[0] < groups.events - before[1]  # some groups held several
+    assert await totals(container, owner, session.id) == (60 + 20 * 10 + 10, 0, 23)
+    async with container.database(readonly=True) as uow:
+        for principal, one, seconds in ((owner, session, 270), (stranger, short, 600)):
+            current = await uow.sessions.get(principal.organization_id, one.id)
+            assert current is not None
+            assert current.total_active_seconds == seconds
+            assert await uow.sessions.ledger_totals(current) == (seconds, 0)
+
+
+async def test_a_group_announces_each_session_once_with_its_final_counters(
+    container: Container,
+) -> None:
+    seen: list[Event] = []
+
+    async def listener(event: Event) -> None:
+        seen.append(event)
+
+    container.notifier.listen(listener)
+    principal = await member(container)
+    session = await started(container, principal)
+    await asyncio.gather(*(add(container, principal, session, active(5)) for _ in range(10)))
+    mine = [e for e in seen if e.user_id == principal.user_id]
+    changes = [e.payload["change"] for e in mine]
+    assert changes[0] == "start"
+    assert set(changes[1:]) == {"activity"}
+    updates = [e.payload["session"] for e in mine[1:]]
+    assert 1 <= len(updates) < 10  # one per group, not one per event
+    assert updates[-1]["total_active_seconds"] == 50
+    assert updates[-1]["version"] == 11

@@ -234,7 +234,7 @@ async def _record_batch(
                 await deps.partitions.ensure(p.ping.start for p in pings)
                 await uow.pings.add(pings, pending=True)
                 uow.after_commit(_woken(deps))
-            announce(uow, deps, session, "activity")
+            announce(uow, deps.notifier, session, "activity")
             await uow.commit()
     return session, [r for r in results if r is not None]
 
@@ -248,11 +248,28 @@ async def _record_one(
     now: datetime,
     deps: Dependencies,
 ) -> tuple[WorkSession, list[ActivityResult]]:
-    """One event: no ledger read first; `record_one` writes it with the counters, or nothing.
+    """One event: written in a group with others that arrive meanwhile (activity_groups.py),
+    or else on its own: no ledger read first; `record_one` writes it with the counters, or
+    nothing, and what did not fit is told why.
 
     An event without an app or URL writes nothing else, so its statement can be its own
     transaction; one with usage also stores a ping, in the same transaction."""
     usage = raw.app_name is not None or raw.url is not None
+    if deps.groups is not None and not usage:
+        try:
+            activity = _activity(raw, now)
+        except WorkPulseError:
+            pass  # answered below, after the checks that come first (404, 409)
+        else:
+            written = await deps.groups.record(
+                principal,
+                session_id,
+                activity,
+                max_duration=settings.max_activity_seconds,
+                now=now,
+            )
+            if written is not None:
+                return written, [ActivityResult(Status.ACCEPTED, activity=activity)]
     async with deps.uow_factory(autocommit=not usage) as uow:
         session = await own(uow, principal, session_id)
         if not session.active:
@@ -274,7 +291,7 @@ async def _record_one(
                 [OwnedPing(principal.organization_id, principal.user_id, ping)], pending=True
             )
             uow.after_commit(_woken(deps))
-        announce(uow, deps, outcome.session, "activity")
+        announce(uow, deps.notifier, outcome.session, "activity")
         await uow.commit()
     return outcome.session, [ActivityResult(Status.ACCEPTED, activity=activity)]
 

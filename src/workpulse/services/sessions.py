@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workpulse.domain.errors import (
     ProjectNotFound,
@@ -32,6 +32,9 @@ from workpulse.services.ports import (
 )
 from workpulse.services.rollups import reattribute
 
+if TYPE_CHECKING:
+    from workpulse.services.activity_groups import ActivityGroups
+
 SESSION_UPDATE = "SESSION_UPDATE"
 
 
@@ -45,6 +48,7 @@ class Dependencies:
     settings_of: SettingsOf
     partitions: PartitionKeeper
     wake_worker: Callable[[], None]
+    groups: ActivityGroups | None = None  # single events written in groups (activity.py)
 
 
 def session_payload(session: WorkSession, change: str) -> dict[str, Any]:
@@ -68,9 +72,9 @@ def session_payload(session: WorkSession, change: str) -> dict[str, Any]:
     }
 
 
-def announce(uow: UnitOfWork, deps: Dependencies, session: WorkSession, change: str) -> None:
+def announce(uow: UnitOfWork, notifier: Notifier, session: WorkSession, change: str) -> None:
     async def publish() -> None:
-        await deps.notifier.publish(
+        await notifier.publish(
             SESSION_UPDATE,
             session_payload(session, change),
             organization_id=session.organization_id,
@@ -127,7 +131,7 @@ async def start(
         await uow.sessions.start(session)
         # Time already recorded since a (backdated) start now belongs to the session's project.
         await reattribute(uow, session.organization_id, session.user_id, session.start_time, now)
-        announce(uow, deps, session, "start")
+        announce(uow, deps.notifier, session, "start")
         await uow.commit()
     return session
 
@@ -142,7 +146,7 @@ async def stop(
         if stopped is None:
             raise SessionStopped("this work session is already stopped")
         await _unattribute_after_end(uow, stopped, now)
-        announce(uow, deps, stopped, "stop")
+        announce(uow, deps.notifier, stopped, "stop")
         await uow.commit()
     return stopped
 
@@ -202,7 +206,7 @@ async def close_stale(
         closed = await uow.sessions.close_stale(organization_id, cutoff)
         for session in closed:
             await _unattribute_after_end(uow, session, deps.clock.now())
-            announce(uow, deps, session, "timeout")
+            announce(uow, deps.notifier, session, "timeout")
         await uow.commit()
     return closed
 

@@ -165,3 +165,104 @@ FROM (SELECT) AS one LEFT JOIN upd ON true
         *(sa.column(c.name, c.type) for c in _SESSION_COLUMNS),
     )
 )
+
+# The sessions of (organization, session) pairs, for a group of events on many sessions.
+GET_MANY = {
+    "postgresql": sa.select(*_SESSION_COLUMNS).where(
+        sa.tuple_(_s.organization_id, _s.id).in_(
+            sa.select(
+                sa.func.unnest(_param("orgs", postgresql.ARRAY(sa.Uuid()))),
+                sa.func.unnest(_param("sids", postgresql.ARRAY(sa.Uuid()))),
+            ).scalar_subquery()
+        )
+    ),
+    "sqlite": sa.select(*_SESSION_COLUMNS).where(
+        sa.tuple_(_s.organization_id, _s.id).in_(sa.bindparam("pairs", expanding=True))
+    ),
+}
+
+# PostgreSQL: the events of many sessions in one statement, which may run as its own
+# transaction; `PG_RECORD_ONE` for many. `bound` is each session's start and limit as the
+# caller read and computed them; `fresh` the first of each (session, event_id) that is not in
+# the ledger yet; `s` locks, in id order (so two such statements never deadlock), the sessions
+# that are still active and have room for all of their fresh events, re-checked on the newest
+# row version after waiting for a concurrent writer; `ins` writes those events (once per
+# (session, event_id), whatever races); `upd` adds what `ins` wrote to each session's counters.
+# One row per written event: its session after all of this statement's events.
+PG_RECORD_MANY = (
+    sa.text(
+        """
+WITH ev AS MATERIALIZED (
+    SELECT * FROM unnest(CAST(:sids AS uuid[]), CAST(:event_ids AS text[]),
+        CAST(:types AS text[]), CAST(:durations AS integer[]), CAST(:stamps AS timestamptz[]))
+        WITH ORDINALITY AS e(sid, event_id, activity_type, duration_seconds, ts, n)
+), bound AS MATERIALIZED (
+    SELECT * FROM unnest(CAST(:bound_orgs AS uuid[]), CAST(:bound_sids AS uuid[]),
+        CAST(:bound_starts AS timestamptz[]), CAST(:bound_limits AS bigint[]))
+        AS b(org, sid, start_time, lim)
+), fresh AS MATERIALIZED (
+    SELECT DISTINCT ON (e.sid, e.event_id) e.*
+    FROM ev AS e JOIN bound AS b ON b.sid = e.sid
+    LEFT JOIN LATERAL (  -- a probe of the unique index per event (LIMIT keeps it a probe:
+        -- NOT EXISTS became a hash anti-join over the whole ledger when its statistics lagged)
+        SELECT true AS found FROM activity_logs AS a
+        WHERE a.session_id = e.sid AND a.event_id = e.event_id AND a.session_start = b.start_time
+        LIMIT 1
+    ) AS stored ON true
+    WHERE stored.found IS NULL
+    ORDER BY e.sid, e.event_id, e.n
+), need AS MATERIALIZED (
+    SELECT sid, sum(duration_seconds) AS spent FROM fresh GROUP BY sid
+), s AS MATERIALIZED (
+    SELECT w.id, w.organization_id, w.user_id, w.start_time
+    FROM work_sessions AS w
+    JOIN bound AS b ON b.sid = w.id AND b.org = w.organization_id
+    JOIN need ON need.sid = w.id
+    WHERE w.status = 'active' AND w.start_time = b.start_time
+      AND w.total_active_seconds + w.total_idle_seconds + need.spent <= b.lim
+    ORDER BY w.id
+    FOR NO KEY UPDATE OF w
+), ins AS (
+    INSERT INTO activity_logs (organization_id, user_id, session_id, session_start, event_id,
+        activity_type, duration_seconds, timestamp)
+    SELECT s.organization_id, s.user_id, s.id, s.start_time, f.event_id, f.activity_type,
+        f.duration_seconds, f.ts
+    FROM fresh AS f JOIN s ON s.id = f.sid
+    ON CONFLICT DO NOTHING
+    RETURNING session_id, event_id, activity_type, duration_seconds, timestamp
+), sums AS (
+    SELECT session_id,
+        sum(CASE WHEN activity_type = 'active' THEN duration_seconds ELSE 0 END) AS active,
+        sum(CASE WHEN activity_type = 'idle' THEN duration_seconds ELSE 0 END) AS idle,
+        max(timestamp) AS latest, count(*) AS events
+    FROM ins GROUP BY session_id
+), upd AS (
+    UPDATE work_sessions AS w SET
+        total_active_seconds = w.total_active_seconds + sums.active,
+        total_idle_seconds = w.total_idle_seconds + sums.idle,
+        last_activity_at = greatest(coalesce(w.last_activity_at, sums.latest), sums.latest),
+        version = w.version + sums.events
+    FROM sums
+    WHERE w.id = sums.session_id
+    RETURNING w.id, w.organization_id, w.user_id, w.project_id, w.status, w.start_time,
+        w.end_time, w.total_active_seconds, w.total_idle_seconds, w.last_activity_at, w.version
+)
+SELECT ins.event_id, upd.* FROM ins JOIN upd ON upd.id = ins.session_id
+"""
+    )
+    .bindparams(
+        _param("sids", postgresql.ARRAY(sa.Uuid())),
+        _param("event_ids", postgresql.ARRAY(sa.String())),
+        _param("types", postgresql.ARRAY(sa.String())),
+        _param("durations", postgresql.ARRAY(sa.Integer())),
+        _param("stamps", postgresql.ARRAY(sa.DateTime(timezone=True))),
+        _param("bound_orgs", postgresql.ARRAY(sa.Uuid())),
+        _param("bound_sids", postgresql.ARRAY(sa.Uuid())),
+        _param("bound_starts", postgresql.ARRAY(sa.DateTime(timezone=True))),
+        _param("bound_limits", postgresql.ARRAY(sa.BigInteger())),
+    )
+    .columns(
+        sa.column("event_id", sa.String()),
+        *(sa.column(c.name, c.type) for c in _SESSION_COLUMNS),
+    )
+)

@@ -20,7 +20,9 @@ from workpulse.adapters.db.session_statements import (
     FITS,
     GET,
     GET_LOCKED,
+    GET_MANY,
     INSERT,
+    PG_RECORD_MANY,
     PG_RECORD_ONE,
     RECORDED,
 )
@@ -34,7 +36,7 @@ from workpulse.domain.sessions import (
     SessionStatus,
     WorkSession,
 )
-from workpulse.services.ports import Recorded
+from workpulse.services.ports import Entry, Recorded
 
 
 def _tenant(organization_id: UUID) -> UUID:
@@ -299,6 +301,63 @@ class SqlSessionStore:
             limit_seconds=limit_seconds,
         )
         return Recorded(open=True, inserted=True, session=updated)
+
+    async def get_many(
+        self, keys: Sequence[tuple[OrganizationId, WorkSessionId]]
+    ) -> dict[WorkSessionId, WorkSession]:
+        if not keys:
+            return {}
+        orgs = [_tenant(org) for org, _ in keys]
+        if self._dialect == "postgresql":
+            parameters: dict[str, Any] = {"orgs": orgs, "sids": [sid for _, sid in keys]}
+        else:
+            parameters = {"pairs": [(org, sid) for org, (_, sid) in zip(orgs, keys, strict=True)]}
+        rows = await self._conn.execute(GET_MANY[self._dialect], parameters)
+        return {session.id: session for session in map(_session, rows)}
+
+    async def record_many(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
+        if not entries:
+            return []
+        if self._dialect != "postgresql":
+            return await self._record_many_in_turn(entries)
+        bounds: dict[WorkSessionId, Entry] = {}
+        for entry in entries:
+            _tenant(entry.session.organization_id)
+            first = bounds.setdefault(entry.session.id, entry)
+            if first.limit_seconds != entry.limit_seconds or first.session != entry.session:
+                raise ValueError("one session read and one limit per session in a group")
+        rows = await self._conn.execute(
+            PG_RECORD_MANY,
+            {
+                "sids": [e.session.id for e in entries],
+                "event_ids": [e.activity.event_id for e in entries],
+                "types": [e.activity.activity_type.value for e in entries],
+                "durations": [e.activity.duration_seconds for e in entries],
+                "stamps": [e.activity.timestamp for e in entries],
+                "bound_orgs": [e.session.organization_id for e in bounds.values()],
+                "bound_sids": list(bounds),
+                "bound_starts": [e.session.start_time for e in bounds.values()],
+                "bound_limits": [e.limit_seconds for e in bounds.values()],
+            },
+        )
+        written = {(row.id, row.event_id): _session(row) for row in rows}
+        return [written.pop((e.session.id, e.activity.event_id), None) for e in entries]
+
+    async def _record_many_in_turn(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
+        """SQLite: each event in turn under the transaction's write lock, then every written
+        entry answered with its session's counters after the last of them."""
+        newest: dict[WorkSessionId, WorkSession] = {}
+        written: list[bool] = []
+        for entry in entries:
+            outcome = await self.record_one(
+                entry.session, entry.activity, limit_seconds=entry.limit_seconds
+            )
+            if outcome.session is not None:
+                newest[entry.session.id] = outcome.session
+            written.append(outcome.session is not None)
+        return [
+            newest[e.session.id] if ok else None for e, ok in zip(entries, written, strict=True)
+        ]
 
     async def ledger_totals(self, session: WorkSession) -> tuple[int, int]:
         """(active, idle) seconds summed over the ledger: what the counters must equal."""

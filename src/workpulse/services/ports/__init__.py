@@ -42,6 +42,7 @@ from workpulse.services.ports.reports import (
 )
 from workpulse.services.ports.sessions import (
     ActivityLedger,
+    Entry,
     Notifier,
     Recorded,
     SessionStore,
@@ -75,6 +76,7 @@ __all__ = [
     "DeviceKey",
     "DeviceSessionStore",
     "Directory",
+    "Entry",
     "HourlyRows",
     "InviteStore",
     "JobRunStore",

@@ -71,6 +71,12 @@ class SessionStore(Protocol):
 
     async def ledger_totals(self, session: WorkSession) -> tuple[int, int]: ...
 
+    async def get_many(
+        self, keys: Sequence[tuple[OrganizationId, WorkSessionId]]
+    ) -> dict[WorkSessionId, WorkSession]:
+        """The sessions of these (organization, session) pairs that exist, by id."""
+        ...
+
 
 class Notifier(Protocol):
     """Real-time events, published only after the change they report has committed."""
@@ -96,7 +102,26 @@ class Recorded:
     session: WorkSession | None
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event for `record_many`: its session as read, and the most the session's two
+    counters may hold together once it is added."""
+
+    session: WorkSession
+    activity: Activity
+    limit_seconds: int
+
+
 class ActivityLedger(SessionStore, Protocol):
+    async def record_many(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
+        """Write the events of many sessions at once, each at most once, each only if its
+        session is still active and has room for it under its limit (a store may also write
+        none of a session's events when they do not all fit). Per entry, in order: the session
+        after all of the events written here, or None where nothing was written for the entry
+        (a repeat, a stopped session, no room: the caller finds out which). Atomic on its own
+        on PostgreSQL, like `record_one`."""
+        ...
+
     async def record_one(
         self, session: WorkSession, activity: Activity, *, limit_seconds: int
     ) -> Recorded:
