@@ -57,12 +57,25 @@ _RECORDED_COLUMNS = (
     _a.domain,
 )
 _RECORDED_WHERE = (_a.organization_id == _ORG, _a.session_id == _SID, _a.session_start == _START)
+_WANTED = (
+    sa.func.unnest(_param("event_ids", postgresql.ARRAY(sa.String())))
+    .table_valued("event_id")
+    .render_derived()
+    .alias("wanted")
+)
+_STORED = (
+    sa.select(*_RECORDED_COLUMNS)
+    .where(*_RECORDED_WHERE, _a.event_id == _WANTED.c.event_id)
+    .limit(1)
+    .lateral("stored")
+)
 RECORDED: dict[str, sa.Select[Any]] = {
-    # = ANY(array): one SQL text for any number of ids (an expanding IN is a new statement,
-    # and a new prepared statement, for every list length).
-    "postgresql": sa.select(*_RECORDED_COLUMNS).where(
-        *_RECORDED_WHERE,
-        _a.event_id == sa.any_(_param("event_ids", postgresql.ARRAY(sa.String()))),
+    # An array: one SQL text for any number of ids (an expanding IN is a new statement, and a
+    # new prepared statement, for every list length). One probe of the unique index per id:
+    # with `event_id = ANY(...)` the planner, its statistics behind a fast-growing ledger, read
+    # every ledger row of the session and filtered (25 ms a batch on a session of 40,000 events).
+    "postgresql": sa.select(*(_STORED.c[c.name] for c in _RECORDED_COLUMNS)).select_from(
+        _WANTED.join(_STORED, sa.true())
     ),
     "sqlite": sa.select(*_RECORDED_COLUMNS).where(
         *_RECORDED_WHERE, _a.event_id.in_(sa.bindparam("event_ids", expanding=True))
