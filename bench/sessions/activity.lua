@@ -1,15 +1,22 @@
 -- wrk script for bench/sessions/run.py: POST /sessions/{id}/activity, cycling over the
 -- sessions listed in BENCH_TARGETS ("<session id> <token>" per line, in a file), each request
 -- one second of activity. BENCH_MAX_REQUESTS caps responses per thread (bounded in count too).
+-- BENCH_BATCH=N: POST /activity/batch instead, N one-second events on the target's session.
+local event = '{"activityType":"active","durationSeconds":1}'
+local batch = tonumber(os.getenv("BENCH_BATCH") or "")
 local targets = {}
 for line in io.lines(os.getenv("BENCH_TARGETS")) do
   local id, token = line:match("^(%S+)%s+(%S+)$")
   if id then
-    targets[#targets + 1] = {"/sessions/" .. id .. "/activity", "Bearer " .. token}
+    if batch then
+      local events = string.rep(event .. ",", batch - 1) .. event
+      targets[#targets + 1] = {"/activity/batch", "Bearer " .. token,
+        '{"sessionId":"' .. id .. '","events":[' .. events .. ']}'}
+    else
+      targets[#targets + 1] = {"/sessions/" .. id .. "/activity", "Bearer " .. token, event}
+    end
   end
 end
-local body = os.getenv("BENCH_BODY") or '{"activityType":"active","durationSeconds":1}'
-local path = os.getenv("BENCH_PATH")
 local cap = tonumber(os.getenv("BENCH_MAX_REQUESTS") or "") or 1000000
 local seen, i = 0, 0
 local failed = 0
@@ -21,10 +28,10 @@ end
 function request()
   i = i + 1
   local target = targets[(i + (offset or 0)) % #targets + 1]
-  return wrk.format("POST", path or target[1], {
+  return wrk.format("POST", target[1], {
     ["Content-Type"] = "application/json",
     ["Authorization"] = target[2],
-  }, body)
+  }, target[3])
 end
 
 function response(status, headers, response_body)
