@@ -63,6 +63,17 @@ def active(seconds: int, event_id: str | None = None, **extra: object) -> Activi
     return ActivityInput("active", seconds, event_id=event_id, **extra)  # type: ignore[arg-type]
 
 
+def announced(container: Container) -> list[Event]:
+    """Every event the container's notifier publishes from now on."""
+    seen: list[Event] = []
+
+    async def listener(event: Event) -> None:
+        seen.append(event)
+
+    container.notifier.listen(listener)
+    return seen
+
+
 async def totals(
     container: Container, principal: Principal, session_id: object
 ) -> tuple[int, int, int]:
@@ -203,12 +214,7 @@ async def test_a_project_of_another_organization_is_refused(container: Container
 
 
 async def test_updates_are_announced_after_commit_only(container: Container) -> None:
-    seen: list[Event] = []
-
-    async def listener(event: Event) -> None:
-        seen.append(event)
-
-    container.notifier.listen(listener)
+    seen = announced(container)
     principal = await member(container)
     session = await started(container, principal)
     await add(container, principal, session, active(60))
@@ -433,12 +439,7 @@ async def test_single_events_arriving_together_are_written_in_groups_with_the_sa
 async def test_a_group_announces_each_session_once_with_its_final_counters(
     container: Container,
 ) -> None:
-    seen: list[Event] = []
-
-    async def listener(event: Event) -> None:
-        seen.append(event)
-
-    container.notifier.listen(listener)
+    seen = announced(container)
     principal = await member(container)
     session = await started(container, principal)
     await asyncio.gather(*(add(container, principal, session, active(5)) for _ in range(10)))
