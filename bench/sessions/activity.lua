@@ -2,7 +2,7 @@
 -- sessions listed in BENCH_TARGETS ("<session id> <token>" per line, in a file), each request
 -- one second of activity. BENCH_MAX_REQUESTS caps responses per thread (bounded in count too).
 -- BENCH_BATCH=N: POST /activity/batch instead, N one-second events on the target's session.
-local event = '{"activityType":"active","durationSeconds":1}'
+local event = os.getenv("BENCH_EVENT") or '{"activityType":"active","durationSeconds":1}'
 local batch = tonumber(os.getenv("BENCH_BATCH") or "")
 local targets = {}
 for line in io.lines(os.getenv("BENCH_TARGETS")) do

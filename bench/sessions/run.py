@@ -125,6 +125,7 @@ def wrk(
     ]  # fmt: skip
     environment = {
         **os.environ,
+        "BENCH_EVENT": args.event,
         "BENCH_TARGETS": str(targets),
         "BENCH_MAX_REQUESTS": str(args.max_requests),
         **env,
@@ -210,6 +211,10 @@ def main() -> None:
         help="a setting for the API process (default: none, the defaults); repeatable",
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help=f"py-spy raw profiles in {RESULTS}")
+    parser.add_argument(
+        "--event", default='{"activityType":"active","durationSeconds":1}',
+        help="the JSON of one event, e.g. with an appName (default: one second, active)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -275,7 +280,7 @@ def main() -> None:
     ).stdout.strip()
     say(f"\nbench/sessions, {when}, git {revision}, load average {LOAD_AT_START:.2f} at start, "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-        f"settings: {' '.join(args.env) or 'defaults'}\n")  # fmt: skip
+        f"settings: {' '.join(args.env) or 'defaults'}, event {args.event}\n")  # fmt: skip
     say("| load | req/s | events stored/s | p50 ms | p99 ms | non-2xx | API CPU µs/req | "
         "PostgreSQL CPU µs/req | pool connections closed |")  # fmt: skip
     say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

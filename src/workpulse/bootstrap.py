@@ -244,14 +244,15 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             LocalPresence() if redis is None else RedisPresence(redis, prefix=settings.redis_prefix)
         )
         settings_of = CachedOrganizationSettings(database)
+        wake_worker = database_queue.wake.set if database_queue is not None else _nothing
         session_deps = sessions.Dependencies(
             uow_factory=database,
             clock=clock,
             notifier=notifier,
             settings_of=settings_of,
             partitions=partitions,
-            wake_worker=database_queue.wake.set if database_queue is not None else _nothing,
-            groups=ActivityGroups(database, clock, notifier),
+            wake_worker=wake_worker,
+            groups=ActivityGroups(database, clock, notifier, partitions, wake_worker),
         )
         yield Container(
             settings=settings,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -29,6 +30,15 @@ class FixedClock:
 class SilentNotifier:
     async def publish(self, *args: Any, **kwargs: Any) -> None:
         raise AssertionError("nothing was written, nothing is announced")
+
+
+class NoPartitions:
+    async def ensure(self, moments: Iterable[datetime]) -> None:
+        raise AssertionError("nothing was written, no partition is needed")
+
+
+def no_wake() -> None:
+    raise AssertionError("nothing was written, no worker is woken")
 
 
 class FailingDatabase:
@@ -64,7 +74,7 @@ def event(k: int) -> Activity:
 
 
 async def record_three(database: FailingDatabase) -> list[object]:
-    groups = ActivityGroups(database, FixedClock(), SilentNotifier())
+    groups = ActivityGroups(database, FixedClock(), SilentNotifier(), NoPartitions(), no_wake)
     principal = Principal(
         UserId(uuid.uuid4()),
         OrganizationId(uuid.uuid4()),
@@ -113,6 +123,8 @@ async def test_no_more_groups_are_written_at_once_than_allowed(in_flight: int) -
         SlowDatabase(TransientConflict()),
         FixedClock(),
         SilentNotifier(),
+        NoPartitions(),
+        no_wake,
         in_flight=in_flight,
     )
     principal = Principal(

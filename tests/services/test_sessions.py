@@ -451,3 +451,29 @@ async def test_a_group_announces_each_session_once_with_its_final_counters(
     assert 1 <= len(updates) < 10  # one per group, not one per event
     assert updates[-1]["total_active_seconds"] == 50
     assert updates[-1]["version"] == 11
+
+
+async def test_events_with_an_app_written_in_a_group_become_usage_with_them(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    session = await started(container, principal)
+    now = container.clock.now().replace(microsecond=0)
+
+    def app(k: int) -> ActivityInput:
+        return active(10, f"app-{k}", timestamp=now - timedelta(seconds=10 * k), app_name="Editor")
+
+    outcomes = await asyncio.gather(
+        *(add(container, principal, session, app(k)) for k in range(6)),
+        *(add(container, principal, session, active(10, f"plain-{k}")) for k in range(6)),
+        add(container, principal, session, active(10, "app-0", app_name="Editor")),  # a repeat
+    )
+    assert sorted(o[1][0].status.value for o in outcomes) == ["accepted"] * 12 + ["duplicate"]
+    assert (await totals(container, principal, session.id))[:2] == (120, 0)
+    async with container.engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(pings.c.event_id).where(pings.c.user_id == principal.user_id)
+            )
+        ).scalars()
+        assert sorted(stored) == sorted(f"activity:{session.id}:app-{k}" for k in range(6))

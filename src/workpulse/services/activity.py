@@ -4,9 +4,11 @@ Counters change only through the store's single atomic UPDATE (`add_to_counters`
 events were recorded in the ledger under a unique (session, event_id) key, all in one
 transaction: a retried or concurrent duplicate adds nothing, and no concurrent write is lost.
 A batch locks the session row first, then writes the ledger. A single event (the agents' usual
-request) takes a shorter path: the store's `record_one` writes the ledger row and adds to the
-counters together, or writes nothing, in one statement that is its own transaction where the
-database allows it. A transaction the database rolled back as a deadlock victim is run again.
+request) is written in a group with the single events that arrive meanwhile
+(services/activity_groups.py); what the group did not write takes the one-event path: the store's
+`record_one` writes the ledger row and adds to the counters together, or writes nothing, in one
+statement that is its own transaction where the database allows it, and the answer says why.
+A transaction the database rolled back as a deadlock victim is run again.
 Events with an app or URL are also stored as span pings, so the same merge rule turns them into
 usage for the app and domain reports.
 """
@@ -98,7 +100,7 @@ def _activity(raw: ActivityInput, now: datetime) -> Activity:
 def _as_ping(
     activity: Activity,
     device_id: str,
-    session: WorkSession,
+    session_id: WorkSessionId,
     settings: OrganizationSettings,
     now: datetime,
 ) -> Ping | None:
@@ -112,7 +114,7 @@ def _as_ping(
         end=activity.timestamp,
         url=activity.url,
         idle=activity.activity_type is ActivityType.IDLE,
-        event_id=f"activity:{session.id}:{activity.event_id}",
+        event_id=f"activity:{session_id}:{activity.event_id}",
         now=now,
         horizon=timedelta(days=settings.ping_horizon_days),
         privacy=settings.privacy,
@@ -228,7 +230,7 @@ async def _record_batch(
             pings = [
                 OwnedPing(principal.organization_id, principal.user_id, ping)
                 for a in new
-                if (ping := _as_ping(a, device_id, session, settings, now)) is not None
+                if (ping := _as_ping(a, device_id, session.id, settings, now)) is not None
             ]
             if pings:
                 await deps.partitions.ensure(p.ping.start for p in pings)
@@ -255,7 +257,7 @@ async def _record_one(
     An event without an app or URL writes nothing else, so its statement can be its own
     transaction; one with usage also stores a ping, in the same transaction."""
     usage = raw.app_name is not None or raw.url is not None
-    if deps.groups is not None and not usage:
+    if deps.groups is not None:
         try:
             activity = _activity(raw, now)
         except WorkPulseError:
@@ -265,6 +267,7 @@ async def _record_one(
                 principal,
                 session_id,
                 activity,
+                usage=_as_ping(activity, device_id, session_id, settings, now) if usage else None,
                 max_duration=settings.max_activity_seconds,
                 now=now,
             )
@@ -284,7 +287,7 @@ async def _record_one(
         )
         if outcome.session is None:
             return await _unwritten(uow, principal, session, activity, outcome)
-        ping = _as_ping(activity, device_id, outcome.session, settings, now) if usage else None
+        ping = _as_ping(activity, device_id, session.id, settings, now) if usage else None
         if ping is not None:
             await deps.partitions.ensure([ping.start])
             await uow.pings.add(

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from workpulse.domain.errors import TransientConflict, WorkPulseError
 from workpulse.domain.ids import WorkSessionId
+from workpulse.domain.pings import Ping
 from workpulse.domain.roles import Principal
 from workpulse.domain.sessions import (
     Activity,
@@ -36,7 +37,14 @@ from workpulse.domain.sessions import (
     check_activity,
     counter_limit_seconds,
 )
-from workpulse.services.ports import Clock, Entry, Notifier, SessionUnitOfWorkFactory
+from workpulse.services.ports import (
+    Clock,
+    Entry,
+    Notifier,
+    OwnedPing,
+    PartitionKeeper,
+    SessionUnitOfWorkFactory,
+)
 from workpulse.services.sessions import announce
 
 IN_FLIGHT = 4
@@ -48,6 +56,7 @@ class _Waiting:
     principal: Principal
     session_id: WorkSessionId
     activity: Activity
+    usage: Ping | None  # the span ping the event also stands for, if it has an app or URL
     max_duration: int
     now: datetime  # the request's
     answer: asyncio.Future[WorkSession | None]
@@ -59,6 +68,8 @@ class ActivityGroups:
         uow_factory: SessionUnitOfWorkFactory,
         clock: Clock,
         notifier: Notifier,
+        partitions: PartitionKeeper,
+        wake_worker: Callable[[], None],
         *,
         in_flight: int = IN_FLIGHT,
         largest: int = LARGEST,
@@ -66,6 +77,8 @@ class ActivityGroups:
         self._uow_factory = uow_factory
         self._clock = clock
         self._notifier = notifier
+        self._partitions = partitions
+        self._wake_worker = wake_worker
         self._in_flight = in_flight
         self._largest = largest
         self._queue: list[_Waiting] = []
@@ -81,13 +94,16 @@ class ActivityGroups:
         session_id: WorkSessionId,
         activity: Activity,
         *,
+        usage: Ping | None = None,
         max_duration: int,
         now: datetime,
     ) -> WorkSession | None:
-        """The session after the group that wrote this event, or None if no group wrote it."""
+        """The session after the group that wrote this event, or None if no group wrote it.
+        `usage`: stored as a pending ping in the same transaction as the event."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[WorkSession | None] = loop.create_future()
-        self._queue.append(_Waiting(principal, session_id, activity, max_duration, now, answer))
+        waiting = _Waiting(principal, session_id, activity, usage, max_duration, now, answer)
+        self._queue.append(waiting)
         if not self._kicked and self._writing < self._in_flight:
             # After the requests already read in this turn of the loop have queued theirs.
             self._kicked = True
@@ -131,7 +147,9 @@ class ActivityGroups:
 
     async def _written(self, group: Sequence[_Waiting]) -> list[WorkSession | None]:
         keys = list(dict.fromkeys((w.principal.organization_id, w.session_id) for w in group))
-        async with self._uow_factory(autocommit=True) as uow:
+        # Without usage the one statement is its own transaction; with it, the pings join it.
+        usage = any(w.usage is not None for w in group)
+        async with self._uow_factory(autocommit=not usage) as uow:
             found = await uow.sessions.get_many(keys)
             now = self._clock.now()
             entries: list[Entry] = []
@@ -156,10 +174,22 @@ class ActivityGroups:
                 answers[place] = written
                 if written is not None:
                     newest[written.id] = written
+            pings = [
+                OwnedPing(w.principal.organization_id, w.principal.user_id, w.usage)
+                for w, written in zip(group, answers, strict=True)
+                if written is not None and w.usage is not None
+            ]
+            if pings:
+                await self._partitions.ensure(p.ping.start for p in pings)
+                await uow.pings.add(pings, pending=True)
+                uow.after_commit(self._woken)
             for session in newest.values():
                 announce(uow, self._notifier, session, "activity")
             await uow.commit()
         return answers
+
+    async def _woken(self) -> None:
+        self._wake_worker()
 
 
 def _own(session: WorkSession | None, principal: Principal) -> WorkSession | None:

@@ -340,7 +340,11 @@ class SqlSessionStore:
                 "bound_limits": [e.limit_seconds for e in bounds.values()],
             },
         )
-        written = {(row.id, row.event_id): _session(row) for row in rows}
+        after: dict[WorkSessionId, WorkSession] = {}  # one row per event, the same session
+        written = {
+            (row.id, row.event_id): after.get(row.id) or after.setdefault(row.id, _session(row))
+            for row in rows
+        }
         return [written.pop((e.session.id, e.activity.event_id), None) for e in entries]
 
     async def _record_many_in_turn(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
