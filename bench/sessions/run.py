@@ -13,8 +13,8 @@ log to a file; `--env WORKPULSE_X=…` changes a setting), registers 33 users wi
 (started 23 h 50 min back: room under the wall-clock bound for ~86,000 one-second events each),
 and loads 127.0.0.1 only with wrk, bounded in time and in count. Besides wrk's figures it
 reports, per request, the CPU time of the API process and of the PostgreSQL backends serving
-the bench database (from /proc: steadier than req/s on a shared machine), and how many pooled
-connections were closed during each run.
+the bench database (from /proc: steadier than req/s on a shared machine), and how many
+connections the pool opened during each run.
 """
 
 from __future__ import annotations
@@ -92,14 +92,16 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 
 def spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds spent between two readings by the processes alive at both (a pooled
-    connection closed meanwhile is not counted: see the new-connection count)."""
-    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+    """CPU seconds spent between two readings by the processes alive at the second: all of it
+    for one that started meanwhile (the pool opens connections as concurrency grows). One that
+    ended meanwhile is not counted (none do with a pool of fixed size and no overflow)."""
+    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
 
 
-def sessions_ended(url: str, name: str) -> int:
-    """Connections to the database that have ended (PostgreSQL counts a session at its end);
-    this query's own psql session counts at the next reading."""
+def sessions_established(url: str, name: str) -> int:
+    """Connections established to the database so far (`pg_stat_database.sessions`; a
+    backend's count reaches the statistics at its first report, a psql session's at its end,
+    so this query's own psql session counts at the next reading)."""
     return int(psql(url, f"SELECT sessions FROM pg_stat_database WHERE datname = '{name}'"))
 
 
@@ -138,13 +140,13 @@ def wrk(
             "--duration", str(args.duration), "--output", f"{out}.raw", "--pid", str(server[0]),
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     database = backends(url, name) if url else []
-    ended = sessions_ended(url, name) if url else 0
     ledger = int(psql(url, "SELECT count(*) FROM activity_logs")) if url else 0
+    ended = sessions_established(url, name) if url else 0
     before = cpu_seconds(server), cpu_seconds(database)
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
     after = cpu_seconds(server), cpu_seconds(database + (backends(url, name) if url else []))
     # Minus the two psql sessions in between (the reading above, the backends() call).
-    closed = (sessions_ended(url, name) - ended - 2) if url else 0
+    opened = (sessions_established(url, name) - ended - 2) if url else 0
     stored = (int(psql(url, "SELECT count(*) FROM activity_logs")) - ledger) if url else 0
     out = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -168,7 +170,7 @@ def wrk(
         "logged_failures": errors,
         "server_us": spent(before[0], after[0]) / requests * 1e6,
         "postgres_us": spent(before[1], after[1]) / requests * 1e6,
-        "closed": closed,
+        "opened": opened,
     }
 
 
@@ -282,13 +284,13 @@ def main() -> None:
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
         f"settings: {' '.join(args.env) or 'defaults'}, event {args.event}\n")  # fmt: skip
     say("| load | req/s | events stored/s | p50 ms | p99 ms | non-2xx | API CPU µs/req | "
-        "PostgreSQL CPU µs/req | pool connections closed |")  # fmt: skip
+        "PostgreSQL CPU µs/req | connections opened |")  # fmt: skip
     say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, r in results.items():
         events = r["stored_per_second"]  # new ledger rows: accepted events only
         say(f"| {label} | {r['rps']:.0f} | {events:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
             f"{r['non_2xx']:.0f} | {r['server_us']:.0f} | {r['postgres_us']:.0f} | "
-            f"{r['closed']:.0f} |")  # fmt: skip
+            f"{r['opened']:.0f} |")  # fmt: skip
     say(f"\ncounter minus ledger: {differing} of {checked} sessions differ (must be 0)")
 
 
