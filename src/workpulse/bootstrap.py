@@ -252,7 +252,7 @@ async def build(settings: Settings, *, role: str = "api") -> AsyncIterator[Conta
             settings_of=settings_of,
             partitions=partitions,
             wake_worker=wake_worker,
-            groups=ActivityGroups(database, clock, notifier, partitions, wake_worker),
+            groups=ActivityGroups(database, notifier, partitions, wake_worker),
         )
         yield Container(
             settings=settings,

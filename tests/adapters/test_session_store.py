@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+
+import pytest
 
 from tests.services.test_sessions import active, add, member, started
 from workpulse.bootstrap import Container
@@ -12,15 +15,15 @@ from workpulse.services import sessions
 from workpulse.services.ports import Entry
 
 
-def event(event_id: str, seconds: int, container: Container) -> Activity:
+def event(event_id: str, seconds: int, container: Container, *, app: str | None = None) -> Activity:
     return Activity(
         event_id=event_id,
         activity_type=ActivityType.IDLE if event_id.startswith("idle") else ActivityType.ACTIVE,
         duration_seconds=seconds,
         timestamp=container.clock.now(),
-        app_name=None,
-        url=None,
-        domain=None,
+        app_name=app,
+        url=None if app is None else f"https://{app.lower()}.example.com/page",
+        domain=None if app is None else f"{app.lower()}.example.com",
     )
 
 
@@ -43,7 +46,7 @@ async def test_record_many_writes_each_new_event_once_where_it_fits(container: C
     assert set(found) == {long_one.id, short.id, gone.id}
     await sessions.stop(c, gone.id, deps=container.session_deps)  # stopped after the read
     entries = [
-        Entry(found[long_one.id], event("one", 10, container), 1_000_000),
+        Entry(found[long_one.id], event("one", 10, container, app="Editor"), 1_000_000),
         Entry(found[long_one.id], event("idle-two", 20, container), 1_000_000),
         Entry(found[long_one.id], event("one", 10, container), 1_000_000),  # a repeat in here
         Entry(found[long_one.id], event("stored", 60, container), 1_000_000),  # in the ledger
@@ -68,3 +71,30 @@ async def test_record_many_writes_each_new_event_once_where_it_fits(container: C
             assert current is not None
             assert (current.total_active_seconds, current.total_idle_seconds) == totals
             assert await uow.sessions.ledger_totals(current) == totals
+        stored = await uow.sessions.recorded(after, ["one", "idle-two"])
+    assert stored == {"one": entries[0].activity, "idle-two": entries[1].activity}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_record_many_skips_a_session_another_transaction_holds(
+    container: Container,
+) -> None:
+    """PostgreSQL: a group never waits on a session row (SQLite has one writer at a time)."""
+    a, b = await member(container), await member(container)
+    held, free = await started(container, a), await started(container, b)
+    async with container.database(readonly=True) as uow:
+        found = await uow.sessions.get_many(
+            [(a.organization_id, held.id), (b.organization_id, free.id)]
+        )
+    entries = [
+        Entry(found[held.id], event("x", 10, container), 1_000_000),
+        Entry(found[free.id], event("y", 10, container), 1_000_000),
+    ]
+    async with container.database() as holder:
+        assert await holder.sessions.get(a.organization_id, held.id, lock=True) is not None
+        async with container.database(autocommit=True) as uow:
+            written = await asyncio.wait_for(uow.sessions.record_many(entries), timeout=5)
+            await uow.commit()
+    assert written[0] is None
+    assert written[1] is not None
+    assert written[1].total_active_seconds == 10

@@ -1,6 +1,8 @@
-"""ActivityGroups when the database fails: a failure reaches every waiting request, a lost
-deadlock sends each back to the one-event path (which retries). The writes themselves are
-tested against the real databases in test_sessions.py and tests/adapters/test_session_store.py."""
+"""ActivityGroups' own bookkeeping, with a fake unit of work: an unreachable database reaches
+every waiting request, any other failure sends each back to the one-event path, no more groups
+are written at once than allowed, and a session is written by one group at a time. The writes
+themselves are tested against the real databases in test_sessions.py and
+tests/adapters/test_session_store.py."""
 
 from __future__ import annotations
 
@@ -20,11 +22,6 @@ from workpulse.domain.sessions import Activity, ActivityType
 from workpulse.services.activity_groups import ActivityGroups
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
 
 
 class SilentNotifier:
@@ -74,7 +71,7 @@ def event(k: int) -> Activity:
 
 
 async def record_three(database: FailingDatabase) -> list[object]:
-    groups = ActivityGroups(database, FixedClock(), SilentNotifier(), NoPartitions(), no_wake)
+    groups = ActivityGroups(database, SilentNotifier(), NoPartitions(), no_wake)
     principal = Principal(
         UserId(uuid.uuid4()),
         OrganizationId(uuid.uuid4()),
@@ -98,8 +95,11 @@ async def test_a_database_failure_reaches_every_request_of_the_group() -> None:
     assert all(isinstance(o, StorageUnavailable) for o in outcomes)
 
 
-async def test_a_lost_deadlock_sends_every_request_back_to_the_one_event_path() -> None:
-    database = FailingDatabase(TransientConflict())
+@pytest.mark.parametrize("error", [TransientConflict(), RuntimeError("one bad row")])
+async def test_other_failures_send_every_request_back_to_the_one_event_path(
+    error: Exception,
+) -> None:
+    database = FailingDatabase(error)
     assert await record_three(database) == [None, None, None]
 
 
@@ -121,7 +121,6 @@ async def test_no_more_groups_are_written_at_once_than_allowed(in_flight: int) -
 
     groups = ActivityGroups(
         SlowDatabase(TransientConflict()),
-        FixedClock(),
         SilentNotifier(),
         NoPartitions(),
         no_wake,
@@ -152,3 +151,49 @@ async def test_no_more_groups_are_written_at_once_than_allowed(in_flight: int) -
     # The first alone, then the eight that came while it was written: one group, as soon as a
     # slot was free (at once with two slots, after the first with one).
     assert state["opened"] == 2
+
+
+async def test_a_session_being_written_waits_for_the_next_group() -> None:
+    opened: list[set[WorkSessionId]] = []
+    release = asyncio.Event()
+
+    class Reading:
+        """A unit of work whose session read notes the group's sessions, then fails."""
+
+        sessions = property(lambda self: self)
+
+        async def get_many(self, keys: list[tuple[object, WorkSessionId]]) -> Any:
+            opened.append({session_id for _, session_id in keys})
+            await release.wait()
+            raise TransientConflict()
+
+    class Recording(FailingDatabase):
+        async def __aenter__(self) -> Any:
+            return Reading()
+
+    groups = ActivityGroups(
+        Recording(TransientConflict()), SilentNotifier(), NoPartitions(), no_wake
+    )
+    principal = Principal(
+        UserId(uuid.uuid4()),
+        OrganizationId(uuid.uuid4()),
+        Role.OWNER,
+        DeviceSessionId(uuid.uuid4()),
+    )
+    hot, other = WorkSessionId(uuid.uuid4()), WorkSessionId(uuid.uuid4())
+
+    def one(session_id: WorkSessionId, k: int) -> asyncio.Future[object]:
+        return asyncio.ensure_future(
+            groups.record(principal, session_id, event(k), max_duration=60, now=NOW)
+        )
+
+    first = one(hot, 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    later = [one(hot, 1), one(other, 2), one(hot, 3)]
+    await asyncio.sleep(0.01)
+    # The hot session is being written: only the other session's event started a group.
+    assert opened == [{hot}, {other}]
+    release.set()
+    assert await asyncio.gather(first, *later) == [None] * 4
+    assert opened == [{hot}, {other}, {hot}]  # both hot events, together, after the first

@@ -6,28 +6,32 @@ one by one, each event costs two round trips, a commit with its WAL flush, and (
 session) a wait for the row lock held through the previous event's commit: in
 bench/sessions the database and the driver took most of a request's CPU. Here a request hands
 its checked event to `ActivityGroups.record` and waits; at most `in_flight` groups are being
-written at a time, and each takes everything that arrived since the last one started (up to
-`largest`). A group reads its sessions in one statement, applies the same checks as the
-one-event path, and writes with the store's `record_many`: every event at most once, counters
-added in the database, sessions locked in id order. With nothing else in flight a request
-is written at once, alone: waiting is only ever for a write already under way.
+written at a time, and each takes what queued since the last one started (up to `largest`),
+except events of a session that a group in flight is writing, which wait for the next one. A
+group reads its sessions in one statement, applies the same checks as the one-event path, and
+writes with the store's `record_many`: every event at most once, counters added in the
+database, and a session whose row another transaction holds is skipped, not waited for. With
+nothing else in flight a request is written at once, alone: waiting is only ever for a write
+already under way.
 
 An event the group did not write gets None: a stopped or foreign session, a repeat, an event
-out of bounds or without room, or a group that lost a deadlock. The caller then takes the
-one-event path, which writes it if it fits after all, or says why not, exactly as before.
-Each session a group changed is announced once (`SESSION_UPDATE`), with its counters after
-all of the group's events.
+out of bounds or without room, a session held by another writer, a lost deadlock or any other
+failure of the group but the database being unreachable. The caller then takes the one-event
+path, which writes it if it fits after all, or says why not, exactly as before. Each session a
+group changed is announced once (`SESSION_UPDATE`), with its counters after all of the group's
+events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from workpulse.domain.errors import TransientConflict, WorkPulseError
+from workpulse.domain.errors import StorageUnavailable, WorkPulseError
 from workpulse.domain.ids import WorkSessionId
 from workpulse.domain.pings import Ping
 from workpulse.domain.roles import Principal
@@ -38,7 +42,6 @@ from workpulse.domain.sessions import (
     counter_limit_seconds,
 )
 from workpulse.services.ports import (
-    Clock,
     Entry,
     Notifier,
     OwnedPing,
@@ -46,6 +49,8 @@ from workpulse.services.ports import (
     SessionUnitOfWorkFactory,
 )
 from workpulse.services.sessions import announce
+
+log = logging.getLogger(__name__)
 
 IN_FLIGHT = 4
 LARGEST = 256
@@ -66,7 +71,6 @@ class ActivityGroups:
     def __init__(
         self,
         uow_factory: SessionUnitOfWorkFactory,
-        clock: Clock,
         notifier: Notifier,
         partitions: PartitionKeeper,
         wake_worker: Callable[[], None],
@@ -75,13 +79,13 @@ class ActivityGroups:
         largest: int = LARGEST,
     ) -> None:
         self._uow_factory = uow_factory
-        self._clock = clock
         self._notifier = notifier
         self._partitions = partitions
         self._wake_worker = wake_worker
         self._in_flight = in_flight
         self._largest = largest
         self._queue: list[_Waiting] = []
+        self._busy: set[WorkSessionId] = set()  # sessions of the groups being written
         self._writing = 0
         self._kicked = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,41 +108,62 @@ class ActivityGroups:
         answer: asyncio.Future[WorkSession | None] = loop.create_future()
         waiting = _Waiting(principal, session_id, activity, usage, max_duration, now, answer)
         self._queue.append(waiting)
+        self._kick_soon()
+        return await answer
+
+    def _kick_soon(self) -> None:
         if not self._kicked and self._writing < self._in_flight:
             # After the requests already read in this turn of the loop have queued theirs.
             self._kicked = True
-            loop.call_soon(self._kick)
-        return await answer
+            asyncio.get_running_loop().call_soon(self._kick)
 
     def _kick(self) -> None:
+        """Start groups while slots are free. A group takes the queued events (oldest first,
+        up to `largest`) whose sessions no group in flight is writing; the others wait for the
+        next group, so two groups of this process never contend for one session's row."""
         self._kicked = False
         while self._queue and self._writing < self._in_flight:
-            group, self._queue = self._queue[: self._largest], self._queue[self._largest :]
+            group: list[_Waiting] = []
+            later: list[_Waiting] = []
+            for waiting in self._queue:
+                free = waiting.session_id not in self._busy and len(group) < self._largest
+                (group if free else later).append(waiting)
+            if not group:
+                return  # all for sessions being written: the next group starts when one ends
+            self._queue = later
+            sessions = {w.session_id for w in group}
+            self._busy |= sessions
             self._writing += 1
             # A context of its own: the group serves many requests, not the first one's.
-            task = asyncio.create_task(self._write(group), context=contextvars.Context())
+            task = asyncio.create_task(self._write(group, sessions), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._writing -= 1
-        if self._queue and not self._kicked:
-            self._kicked = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        if self._queue:
+            self._kick_soon()
 
-    async def _write(self, group: Sequence[_Waiting]) -> None:
+    async def _write(self, group: Sequence[_Waiting], sessions: set[WorkSessionId]) -> None:
         try:
             answers = await self._written(group)
-        except TransientConflict:
-            answers = [None] * len(group)  # each takes the one-event path, which runs again
-        except BaseException as exc:
-            for waiting in group:
+        except StorageUnavailable as exc:
+            for waiting in group:  # each would meet it alone too: 503 with Retry-After
                 if not waiting.answer.done():
                     waiting.answer.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        except Exception:
+            # A lost deadlock (TransientConflict), or a failure of one event's row that should
+            # not become every event's 500: each takes the one-event path, alone.
+            log.warning("activity group not written; its events go one by one", exc_info=True)
+            answers = [None] * len(group)
+        except BaseException:
+            for waiting in group:  # cancelled (the process is stopping): nobody waits forever
+                waiting.answer.cancel()
+            raise
+        finally:
+            self._busy -= sessions
         self.groups += 1
         self.events += len(group)
         for waiting, answer in zip(group, answers, strict=True):
@@ -147,14 +172,14 @@ class ActivityGroups:
 
     async def _written(self, group: Sequence[_Waiting]) -> list[WorkSession | None]:
         keys = list(dict.fromkeys((w.principal.organization_id, w.session_id) for w in group))
+        usage = [w.usage.start for w in group if w.usage is not None]
+        if usage:  # before the transaction: creating a month's partition takes its own
+            await self._partitions.ensure(usage)
         # Without usage the one statement is its own transaction; with it, the pings join it.
-        usage = any(w.usage is not None for w in group)
         async with self._uow_factory(autocommit=not usage) as uow:
             found = await uow.sessions.get_many(keys)
-            now = self._clock.now()
-            entries: list[Entry] = []
-            places: list[int] = []
-            limits: dict[WorkSessionId, int] = {}
+            checked: list[tuple[int, WorkSession]] = []
+            earliest: dict[WorkSessionId, datetime] = {}
             for place, waiting in enumerate(group):
                 session = _own(found.get(waiting.session_id), waiting.principal)
                 if session is None:
@@ -164,13 +189,16 @@ class ActivityGroups:
                     check_activity(session, activity, max_duration=bound, now=waiting.now)
                 except WorkPulseError:
                     continue
-                if session.id not in limits:
-                    limits[session.id] = counter_limit_seconds(session, now)
-                entries.append(Entry(session, activity, limits[session.id]))
-                places.append(place)
+                checked.append((place, session))
+                earliest[session.id] = min(earliest.get(session.id, waiting.now), waiting.now)
+            # Each session's bound at the earliest of its requests' times: never more room
+            # than any of them would have had alone.
+            limits = {sid: counter_limit_seconds(found[sid], now) for sid, now in earliest.items()}
+            entries = [Entry(s, group[place].activity, limits[s.id]) for place, s in checked]
             answers: list[WorkSession | None] = [None] * len(group)
             newest: dict[WorkSessionId, WorkSession] = {}
-            for place, written in zip(places, await uow.sessions.record_many(entries), strict=True):
+            results = await uow.sessions.record_many(entries)
+            for (place, _), written in zip(checked, results, strict=True):
                 answers[place] = written
                 if written is not None:
                     newest[written.id] = written
@@ -180,7 +208,6 @@ class ActivityGroups:
                 if written is not None and w.usage is not None
             ]
             if pings:
-                await self._partitions.ensure(p.ping.start for p in pings)
                 await uow.pings.add(pings, pending=True)
                 uow.after_commit(self._woken)
             for session in newest.values():

@@ -197,9 +197,11 @@ GET_MANY = {
 # PostgreSQL: the events of many sessions in one statement, which may run as its own
 # transaction; `PG_RECORD_ONE` for many. `bound` is each session's start and limit as the
 # caller read and computed them; `fresh` the first of each (session, event_id) that is not in
-# the ledger yet; `s` locks, in id order (so two such statements never deadlock), the sessions
-# that are still active and have room for all of their fresh events, re-checked on the newest
-# row version after waiting for a concurrent writer; `ins` writes those events (once per
+# the ledger yet; `s` locks, in id order, the sessions that are still active and have room for
+# all of their fresh events (checked on the newest row version), and skips a session whose row
+# another transaction holds: the statement never waits on a row lock (so never deadlocks, and a
+# long-held session does not hold up the other sessions of the group; its events go the
+# one-event way, which waits for that one session); `ins` writes those events (once per
 # (session, event_id), whatever races); `upd` adds what `ins` wrote to each session's counters.
 # One row per written event: its session after all of this statement's events.
 PG_RECORD_MANY = (
@@ -207,8 +209,10 @@ PG_RECORD_MANY = (
         """
 WITH ev AS MATERIALIZED (
     SELECT * FROM unnest(CAST(:sids AS uuid[]), CAST(:event_ids AS text[]),
-        CAST(:types AS text[]), CAST(:durations AS integer[]), CAST(:stamps AS timestamptz[]))
-        WITH ORDINALITY AS e(sid, event_id, activity_type, duration_seconds, ts, n)
+        CAST(:types AS text[]), CAST(:durations AS integer[]), CAST(:stamps AS timestamptz[]),
+        CAST(:app_names AS text[]), CAST(:urls AS text[]), CAST(:domains AS text[]))
+        WITH ORDINALITY AS e(sid, event_id, activity_type, duration_seconds, ts, app_name, url,
+            domain, n)
 ), bound AS MATERIALIZED (
     SELECT * FROM unnest(CAST(:bound_orgs AS uuid[]), CAST(:bound_sids AS uuid[]),
         CAST(:bound_starts AS timestamptz[]), CAST(:bound_limits AS bigint[]))
@@ -234,12 +238,12 @@ WITH ev AS MATERIALIZED (
     WHERE w.status = 'active' AND w.start_time = b.start_time
       AND w.total_active_seconds + w.total_idle_seconds + need.spent <= b.lim
     ORDER BY w.id
-    FOR NO KEY UPDATE OF w
+    FOR NO KEY UPDATE OF w SKIP LOCKED
 ), ins AS (
     INSERT INTO activity_logs (organization_id, user_id, session_id, session_start, event_id,
-        activity_type, duration_seconds, timestamp)
+        activity_type, duration_seconds, app_name, url, domain, timestamp)
     SELECT s.organization_id, s.user_id, s.id, s.start_time, f.event_id, f.activity_type,
-        f.duration_seconds, f.ts
+        f.duration_seconds, f.app_name, f.url, f.domain, f.ts
     FROM fresh AS f JOIN s ON s.id = f.sid
     ON CONFLICT DO NOTHING
     RETURNING session_id, event_id, activity_type, duration_seconds, timestamp
@@ -269,6 +273,9 @@ SELECT ins.event_id, upd.* FROM ins JOIN upd ON upd.id = ins.session_id
         _param("types", postgresql.ARRAY(sa.String())),
         _param("durations", postgresql.ARRAY(sa.Integer())),
         _param("stamps", postgresql.ARRAY(sa.DateTime(timezone=True))),
+        _param("app_names", postgresql.ARRAY(sa.String())),
+        _param("urls", postgresql.ARRAY(sa.Text())),
+        _param("domains", postgresql.ARRAY(sa.String())),
         _param("bound_orgs", postgresql.ARRAY(sa.Uuid())),
         _param("bound_sids", postgresql.ARRAY(sa.Uuid())),
         _param("bound_starts", postgresql.ARRAY(sa.DateTime(timezone=True))),

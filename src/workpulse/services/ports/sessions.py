@@ -118,8 +118,9 @@ class ActivityLedger(SessionStore, Protocol):
         session is still active and has room for it under its limit (a store may also write
         none of a session's events when they do not all fit). Per entry, in order: the session
         after all of the events written here, or None where nothing was written for the entry
-        (a repeat, a stopped session, no room: the caller finds out which). Atomic on its own
-        on PostgreSQL, like `record_one`."""
+        (a repeat, a stopped session, no room, or on PostgreSQL a session whose row another
+        transaction holds, which is skipped rather than waited for: the caller finds out
+        which). Atomic on its own on PostgreSQL, like `record_one`."""
         ...
 
     async def record_one(
