@@ -4,7 +4,11 @@ events, bounds, and SESSION_UPDATE only after a commit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +29,7 @@ from workpulse.domain.sessions import (
 )
 from workpulse.services import activity, ingest, projects, sessions
 from workpulse.services.activity import ActivityInput, Status
+from workpulse.services.activity_groups import ActivityGroups
 from workpulse.services.identity import Registration
 
 BACK = timedelta(hours=3)
@@ -477,3 +482,35 @@ async def test_events_with_an_app_written_in_a_group_become_usage_with_them(
             )
         ).scalars()
         assert sorted(stored) == sorted(f"activity:{session.id}:app-{k}" for k in range(6))
+
+
+async def test_an_event_a_failing_group_wrote_after_all_still_counts_once(
+    container: Container,
+) -> None:
+    """The group's statement committed, then the group failed: its events go the one-event
+    way with the same event (the server-made id too), which finds it in the ledger."""
+
+    @asynccontextmanager
+    async def failing_after_commit(**options: bool) -> AsyncIterator[Any]:
+        async with container.database(**options) as uow:
+            commit = uow.commit
+
+            async def commit_then_fail() -> None:
+                await commit()
+                raise RuntimeError("lost after the commit")
+
+            uow.commit = commit_then_fail  # type: ignore[method-assign]
+            yield uow
+
+    groups = ActivityGroups(
+        failing_after_commit,
+        container.notifier,
+        container.partitions,
+        lambda: None,
+    )
+    deps = replace(container.session_deps, groups=groups)
+    principal = await member(container)
+    session = await started(container, principal)
+    _, (result,) = await activity.record(principal, "laptop", session.id, [active(30)], deps=deps)
+    assert result.status is Status.DUPLICATE  # written once, by the group
+    assert (await totals(container, principal, session.id))[:2] == (30, 0)

@@ -257,9 +257,10 @@ async def _record_one(
     An event without an app or URL writes nothing else, so its statement can be its own
     transaction; one with usage also stores a ping, in the same transaction."""
     usage = raw.app_name is not None or raw.url is not None
+    grouped: Activity | None = None
     if deps.groups is not None:
         try:
-            activity = _activity(raw, now)
+            grouped = activity = _activity(raw, now)
         except WorkPulseError:
             pass  # answered below, after the checks that come first (404, 409)
         else:
@@ -278,7 +279,10 @@ async def _record_one(
         if not session.active:
             raise SessionStopped()
         try:
-            activity = _activity(raw, now)
+            # The event the group had, its server-made id included: should the group have
+            # written it after all (a failure after its statement committed), the ledger's
+            # unique key finds it here and it still counts once.
+            activity = grouped if grouped is not None else _activity(raw, now)
             check_activity(session, activity, max_duration=settings.max_activity_seconds, now=now)
         except WorkPulseError as exc:
             return session, [ActivityResult(Status.REJECTED, error=exc)]
