@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api import PASSWORD, Member, add_member, register_owner, unique_email
 from tests.http.contract import assert_error
@@ -260,3 +261,41 @@ async def test_a_retried_activity_answers_the_stored_event_in_utc(
     assert again.json()["activity"] == {**first.json()["activity"], "duplicate": True}
     assert again.json()["session"]["total_active_seconds"] == 30
     assert again.json()["session"]["version"] == 2
+
+
+def _counters(text: str) -> dict[str, float]:
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("workpulse_activity_group")
+    }
+
+
+async def test_metrics_count_the_activity_groups(client: httpx.AsyncClient) -> None:
+    owner = await register_owner(client)
+    session_id = await start(client, owner)
+    before = _counters((await client.get("/metrics")).text)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/sessions/{session_id}/activity",
+                json={"activityType": "active", "durationSeconds": 1, "event_id": f"m{k % 10}"},
+                headers=owner.headers,
+            )
+            for k in range(20)
+        )
+    )
+    assert all(r.status_code == 201 for r in responses)
+    after = _counters((await client.get("/metrics")).text)
+    grew = {name: after[name] - before.get(name, 0.0) for name in after}
+    assert set(grew) == {
+        "workpulse_activity_groups_total",
+        "workpulse_activity_group_events_total",
+        "workpulse_activity_group_unwritten_total",
+        "workpulse_activity_groups_failed_total",
+    }
+    assert grew["workpulse_activity_group_events_total"] == 20
+    assert 1 <= grew["workpulse_activity_groups_total"] < 20
+    assert grew["workpulse_activity_group_unwritten_total"] == 10  # the ten repeats
+    assert grew["workpulse_activity_groups_failed_total"] == 0

@@ -89,8 +89,12 @@ class ActivityGroups:
         self._writing = 0
         self._kicked = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.groups = 0  # groups written, and the events they carried: for tests and probes
+        # Counted for the metrics (read at scrape time) and tests: groups run, the events
+        # they carried, the events they left to the one-event path, and groups that failed.
+        self.groups = 0
         self.events = 0
+        self.unwritten = 0
+        self.failed = 0
 
     async def record(
         self,
@@ -157,6 +161,7 @@ class ActivityGroups:
             # A lost deadlock (TransientConflict), or a failure of one event's row that should
             # not become every event's 500: each takes the one-event path, alone.
             log.warning("activity group not written; its events go one by one", exc_info=True)
+            self.failed += 1
             answers = [None] * len(group)
         except BaseException:
             for waiting in group:  # cancelled (the process is stopping): nobody waits forever
@@ -166,6 +171,7 @@ class ActivityGroups:
             self._busy -= sessions
         self.groups += 1
         self.events += len(group)
+        self.unwritten += sum(answer is None for answer in answers)
         for waiting, answer in zip(group, answers, strict=True):
             if not waiting.answer.done():
                 waiting.answer.set_result(answer)

@@ -18,6 +18,7 @@ from workpulse.bootstrap import Container
 from workpulse.entrypoints.http import errors
 from workpulse.entrypoints.http.hot import HotLane
 from workpulse.entrypoints.http.metrics import (
+    ActivityGroupsCollector,
     HttpMetrics,
     IngestMetrics,
     PoolCollector,
@@ -66,6 +67,8 @@ def create_app(
             if migrate and await bootstrap.migrate_if_needed(settings, container.engine):
                 log.info("database migrated", url=describe(settings)["effective_database_url"])
             container.metrics.register(PoolCollector(container.engine))
+            if container.session_deps.groups is not None:
+                container.metrics.register(ActivityGroupsCollector(container.session_deps.groups))
             metrics_holder["http"] = HttpMetrics(container.metrics)
             ingest_metrics = IngestMetrics(container.metrics)
             app.state.container = container

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency by route template, and the database pool."""
+"""Prometheus metrics: requests and latency by route template, the database pool, the activity
+groups and ingestion."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Iterator
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from workpulse.adapters.ping_stream import DeadLetters
 from workpulse.bootstrap import Container
+from workpulse.services.activity_groups import ActivityGroups
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +76,29 @@ class PoolCollector(Collector):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], float(value))
             yield gauge
+
+
+class ActivityGroupsCollector(Collector):
+    """Reads the activity groups' counts at scrape time (services/activity_groups.py)."""
+
+    def __init__(self, groups: ActivityGroups) -> None:
+        self._groups = groups
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, help_text, value in (
+            ("workpulse_activity_groups", "Groups of single activity events written.",
+             self._groups.groups),
+            ("workpulse_activity_group_events", "Events carried by those groups.",
+             self._groups.events),
+            ("workpulse_activity_group_unwritten", "Events a group left to the one-event path "
+             "(repeats, refusals, sessions held elsewhere, failed groups).",
+             self._groups.unwritten),
+            ("workpulse_activity_groups_failed", "Groups that failed as a whole (logged).",
+             self._groups.failed),
+        ):  # fmt: skip
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], float(value))
+            yield counter
 
 
 class IngestMetrics:
