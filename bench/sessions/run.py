@@ -113,18 +113,18 @@ def backends(url: str, name: str) -> list[int]:
 
 
 def wrk(
-    base: str,
+    bases: list[str],
     targets: Path,
     args: argparse.Namespace,
     watched: tuple[list[int], str, str] | None = None,
     **env: str,
 ) -> dict[str, float]:
-    """One wrk run; with `watched` (server pid, database url and name), the server's and the
-    database's CPU per request and the connections the pool opened."""
-    command = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-        "--timeout=5s", "--latency", "-s", str(HERE / "activity.lua"), base,
-    ]  # fmt: skip
+    """One wrk run per API process at once (the connections shared out between them); with
+    `watched` (server pids, database url and name), the servers' and the database's CPU per
+    request and the connections the pools opened. With several processes, req/s and requests
+    are summed and p50/p99 are the worst of the runs' (wrk's percentiles do not merge)."""
+    share = max(1, args.connections // len(bases))
+    threads = max(1, min(share, args.threads // len(bases) or 1))
     environment = {
         **os.environ,
         "BENCH_EVENT": args.event,
@@ -143,31 +143,45 @@ def wrk(
     ledger = int(psql(url, "SELECT count(*) FROM activity_logs")) if url else 0
     ended = sessions_established(url, name) if url else 0
     before = cpu_seconds(server), cpu_seconds(database)
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    runs = []
+    for base in bases:
+        command = [
+            "wrk", f"-t{threads}", f"-c{share}", f"-d{args.duration}s", "--timeout=5s",
+            "--latency", "-s", str(HERE / "activity.lua"), base,
+        ]  # fmt: skip
+        runs.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+            )
+        )
+    outputs = [run.communicate(timeout=120) for run in runs]
     after = cpu_seconds(server), cpu_seconds(database + (backends(url, name) if url else []))
     # Minus the two psql sessions in between (the reading above, the backends() call).
     opened = (sessions_established(url, name) - ended - 2) if url else 0
     stored = (int(psql(url, "SELECT count(*) FROM activity_logs")) - ledger) if url else 0
-    out = done.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    found = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
-    assert found is not None, out
-    requests = int(found.group(1))
-    seconds = float(found.group(2)) * {"ms": 0.001, "s": 1, "m": 60}[found.group(3)]
-    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out) and [
-        (p, float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u])
-        for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)
-    ])  # fmt: skip
-    errors = len(re.findall(r"unexpected status", done.stderr))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total: dict[str, float] = {"rps": 0.0, "requests": 0.0, "p50": 0.0, "p99": 0.0}
+    seconds = 0.0
+    non2xx = 0
+    for text, _ in outputs:
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+        found = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", text)
+        assert rps is not None, text
+        assert found is not None, text
+        total["rps"] += float(rps.group(1))
+        total["requests"] += int(found.group(1))
+        seconds = max(
+            seconds, float(found.group(2)) * {"ms": 0.001, "s": 1, "m": 60}[found.group(3)]
+        )
+        for p, v, u in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", text):
+            ms = float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+            total[f"p{p}"] = max(total[f"p{p}"], ms)
+        failed = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        non2xx += int(failed.group(1)) if failed else 0
+    requests = total["requests"]
     return {
-        "rps": rps,
-        "p50": lat.get("50", 0.0),
-        "p99": lat.get("99", 0.0),
-        "requests": requests,
+        **total,
         "stored_per_second": stored / seconds,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "logged_failures": errors,
+        "non_2xx": non2xx,
         "server_us": spent(before[0], after[0]) / requests * 1e6,
         "postgres_us": spent(before[1], after[1]) / requests * 1e6,
         "opened": opened,
@@ -214,6 +228,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help=f"py-spy raw profiles in {RESULTS}")
     parser.add_argument(
+        "--apis", type=int, default=1,
+        help="API processes on the one database, the connections shared out between them",
+    )  # fmt: skip
+    parser.add_argument(
         "--event", default='{"activityType":"active","durationSeconds":1}',
         help="the JSON of one event, e.g. with an appName (default: one second, active)",
     )  # fmt: skip
@@ -240,12 +258,23 @@ def main() -> None:
         **dict(item.split("=", 1) for item in args.env),
     }
     exe = str(Path(sys.executable).with_name("workpulse"))
-    server: subprocess.Popen[bytes] | None = None
+    servers: list[subprocess.Popen[bytes]] = []
+    bases = [base]
     try:
         subprocess.run([exe, "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
         with (workdir / "api.log").open("wb") as log:
             server = subprocess.Popen([exe, "api"], env=env, cwd=workdir, stderr=log, stdout=log)
+            servers.append(server)
             wait_ready(base, server)
+            for _ in range(args.apis - 1):  # more API processes on the same database
+                port = free_port()
+                bases.append(f"http://127.0.0.1:{port}")
+                more = subprocess.Popen(
+                    [exe, "api"], env={**env, "WORKPULSE_PORT": str(port)}, cwd=workdir,
+                    stderr=log, stdout=log,
+                )  # fmt: skip
+                servers.append(more)
+                wait_ready(bases[-1], more)
             # As far back as a start may be (24 h): room for ~86,000 one-second events each.
             start = (datetime.now(UTC) - timedelta(hours=23, minutes=50)).isoformat()
             lines = []
@@ -260,19 +289,20 @@ def main() -> None:
             many, hot = workdir / "many.txt", workdir / "hot.txt"
             many.write_text("\n".join(lines[:32]) + "\n")
             hot.write_text(lines[32] + "\n")
-            wrk(base, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
-            watched = ([server.pid], url, name)
+            wrk(bases, many, argparse.Namespace(**{**vars(args), "duration": 3}))  # warm-up
+            watched = ([s.pid for s in servers], url, name)
             results = {
-                "32 sessions": wrk(base, many, args, watched, BENCH_LABEL="32 sessions"),
-                "one hot session": wrk(base, hot, args, watched, BENCH_LABEL="hot session"),
+                "32 sessions": wrk(bases, many, args, watched, BENCH_LABEL="32 sessions"),
+                "one hot session": wrk(bases, hot, args, watched, BENCH_LABEL="hot session"),
                 "batch of 100 events, 32 sessions": wrk(
-                    base, many, args, watched, BENCH_LABEL="batch", BENCH_BATCH="100"
+                    bases, many, args, watched, BENCH_LABEL="batch", BENCH_BATCH="100"
                 ),
             }  # fmt: skip
         checked, differing = drift(url)
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
+        for server in servers:
             server.wait(timeout=30)
         psql(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -281,7 +311,8 @@ def main() -> None:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     say(f"\nbench/sessions, {when}, git {revision}, load average {LOAD_AT_START:.2f} at start, "
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.apis} API "
+        f"process(es), "
         f"settings: {' '.join(args.env) or 'defaults'}, event {args.event}\n")  # fmt: skip
     say("| load | req/s | events stored/s | p50 ms | p99 ms | non-2xx | API CPU µs/req | "
         "PostgreSQL CPU µs/req | connections opened |")  # fmt: skip
