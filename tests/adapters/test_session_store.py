@@ -12,7 +12,7 @@ from workpulse.bootstrap import Container
 from workpulse.domain.ids import OrganizationId
 from workpulse.domain.sessions import Activity, ActivityType
 from workpulse.services import sessions
-from workpulse.services.ports import Entry
+from workpulse.services.ports import Entry, Written
 
 
 def event(event_id: str, seconds: int, container: Container, *, app: str | None = None) -> Activity:
@@ -56,9 +56,10 @@ async def test_record_many_writes_each_new_event_once_where_it_fits(container: C
     async with container.database(autocommit=True) as uow:
         written = await uow.sessions.record_many(entries)
         await uow.commit()
-    after = written[0]
+    after = written.sessions[0]
     assert after is not None
-    assert written == [after, after, None, None, None, None]
+    assert written.sessions == [after, after, None, None, None, None]
+    assert written.held == frozenset()
     assert (after.total_active_seconds, after.total_idle_seconds) == (70, 20)
     assert after.version == found[long_one.id].version + 2
     async with container.database(readonly=True) as uow:
@@ -76,10 +77,11 @@ async def test_record_many_writes_each_new_event_once_where_it_fits(container: C
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_record_many_skips_a_session_another_transaction_holds(
+async def test_record_many_skips_a_held_session_or_waits_for_it(
     container: Container,
 ) -> None:
-    """PostgreSQL: a group never waits on a session row (SQLite has one writer at a time)."""
+    """PostgreSQL: without `wait` a session row held elsewhere is skipped and reported, with
+    `wait` it is waited for (SQLite has one writer at a time)."""
     a, b = await member(container), await member(container)
     held, free = await started(container, a), await started(container, b)
     async with container.database(readonly=True) as uow:
@@ -90,11 +92,24 @@ async def test_record_many_skips_a_session_another_transaction_holds(
         Entry(found[held.id], event("x", 10, container), 1_000_000),
         Entry(found[free.id], event("y", 10, container), 1_000_000),
     ]
+
+    async def record(entries: list[Entry], *, wait: bool) -> Written:
+        async with container.database(autocommit=True) as uow:
+            written = await uow.sessions.record_many(entries, wait=wait)
+            await uow.commit()
+        return written
+
     async with container.database() as holder:
         assert await holder.sessions.get(a.organization_id, held.id, lock=True) is not None
-        async with container.database(autocommit=True) as uow:
-            written = await asyncio.wait_for(uow.sessions.record_many(entries), timeout=5)
-            await uow.commit()
-    assert written[0] is None
-    assert written[1] is not None
-    assert written[1].total_active_seconds == 10
+        skipped = await asyncio.wait_for(record(entries, wait=False), timeout=5)
+        assert skipped.sessions[0] is None
+        assert skipped.held == {held.id}
+        assert skipped.sessions[1] is not None
+        assert skipped.sessions[1].total_active_seconds == 10
+        waiting = asyncio.create_task(record(entries[:1], wait=True))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # waits for the row
+    written = await asyncio.wait_for(waiting, timeout=5)  # the holder rolled back at its exit
+    assert written.held == frozenset()
+    assert written.sessions[0] is not None
+    assert written.sessions[0].total_active_seconds == 10

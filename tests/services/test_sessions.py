@@ -514,3 +514,29 @@ async def test_an_event_a_failing_group_wrote_after_all_still_counts_once(
     _, (result,) = await activity.record(principal, "laptop", session.id, [active(30)], deps=deps)
     assert result.status is Status.DUPLICATE  # written once, by the group
     assert (await totals(container, principal, session.id))[:2] == (30, 0)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_group_answers_its_free_sessions_and_then_waits_for_a_held_one(
+    container: Container,
+) -> None:
+    """PostgreSQL: a session row held by another transaction (here a bare lock; in life another
+    API process's group, a stop, a batch) holds up only that session's events, which the group
+    then writes waiting for the row, not one by one."""
+    groups = container.session_deps.groups
+    assert groups is not None
+    a, b = await member(container), await member(container)
+    held, free = await started(container, a), await started(container, b)
+    async with container.database() as holder:
+        assert await holder.sessions.get(a.organization_id, held.id, lock=True) is not None
+        unwritten = groups.unwritten
+        on_held = asyncio.ensure_future(add(container, a, held, active(10, "h")))
+        on_free = asyncio.ensure_future(add(container, b, free, active(10, "f")))
+        _, answers = await asyncio.wait_for(on_free, timeout=5)
+        assert answers[0].status is Status.ACCEPTED
+        await asyncio.sleep(0.2)
+        assert not on_held.done()
+    _, answers = await asyncio.wait_for(on_held, timeout=5)
+    assert answers[0].status is Status.ACCEPTED
+    assert groups.unwritten == unwritten  # both written by the group
+    assert (await totals(container, a, held.id))[:2] == (10, 0)

@@ -151,18 +151,12 @@ class ActivityGroups:
 
     async def _write(self, group: Sequence[_Waiting], sessions: set[WorkSessionId]) -> None:
         try:
-            answers = await self._written(group)
-        except StorageUnavailable as exc:
-            for waiting in group:  # each would meet it alone too: 503 with Retry-After
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(exc)
-            return
-        except Exception:
-            # A lost deadlock (TransientConflict), or a failure of one event's row that should
-            # not become every event's 500: each takes the one-event path, alone.
-            log.warning("activity group not written; its events go one by one", exc_info=True)
-            self.failed += 1
-            answers = [None] * len(group)
+            held = await self._settle(group, wait=False)
+            if held:
+                # Sessions another transaction held (another API process's group, a stop, a
+                # batch): their events again, alone, waiting for those rows; the rest of the
+                # group has its answers already.
+                await self._settle(held, wait=True)
         except BaseException:
             for waiting in group:  # cancelled (the process is stopping): nobody waits forever
                 waiting.answer.cancel()
@@ -171,12 +165,35 @@ class ActivityGroups:
             self._busy -= sessions
         self.groups += 1
         self.events += len(group)
-        self.unwritten += sum(answer is None for answer in answers)
-        for waiting, answer in zip(group, answers, strict=True):
-            if not waiting.answer.done():
-                waiting.answer.set_result(answer)
 
-    async def _written(self, group: Sequence[_Waiting]) -> list[WorkSession | None]:
+    async def _settle(self, group: Sequence[_Waiting], *, wait: bool) -> list[_Waiting]:
+        """Write the group and answer its requests, but for those whose session another
+        transaction held (without `wait`), which are returned."""
+        try:
+            answers, held = await self._written(group, wait=wait)
+        except StorageUnavailable as exc:
+            for waiting in group:  # each would meet it alone too: 503 with Retry-After
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(exc)
+            return []
+        except Exception:
+            # A lost deadlock (TransientConflict), or a failure of one event's row that should
+            # not become every event's 500: each takes the one-event path, alone.
+            log.warning("activity group not written; its events go one by one", exc_info=True)
+            self.failed += 1
+            answers, held = [None] * len(group), frozenset()
+        again: list[_Waiting] = []
+        for waiting, answer in zip(group, answers, strict=True):
+            if answer is None and waiting.session_id in held:
+                again.append(waiting)
+            elif not waiting.answer.done():
+                self.unwritten += answer is None
+                waiting.answer.set_result(answer)
+        return again
+
+    async def _written(
+        self, group: Sequence[_Waiting], *, wait: bool
+    ) -> tuple[list[WorkSession | None], frozenset[WorkSessionId]]:
         keys = list(dict.fromkeys((w.principal.organization_id, w.session_id) for w in group))
         usage = [w.usage.start for w in group if w.usage is not None]
         if usage:  # before the transaction: creating a month's partition takes its own
@@ -203,8 +220,8 @@ class ActivityGroups:
             entries = [Entry(s, group[place].activity, limits[s.id]) for place, s in checked]
             answers: list[WorkSession | None] = [None] * len(group)
             newest: dict[WorkSessionId, WorkSession] = {}
-            results = await uow.sessions.record_many(entries)
-            for (place, _), written in zip(checked, results, strict=True):
+            results = await uow.sessions.record_many(entries, wait=wait)
+            for (place, _), written in zip(checked, results.sessions, strict=True):
                 answers[place] = written
                 if written is not None:
                     newest[written.id] = written
@@ -219,7 +236,7 @@ class ActivityGroups:
             for session in newest.values():
                 announce(uow, self._notifier, session, "activity")
             await uow.commit()
-        return answers
+        return answers, frozenset() if wait else results.held
 
     async def _woken(self) -> None:
         self._wake_worker()

@@ -197,16 +197,17 @@ GET_MANY = {
 # PostgreSQL: the events of many sessions in one statement, which may run as its own
 # transaction; `PG_RECORD_ONE` for many. `bound` is each session's start and limit as the
 # caller read and computed them; `fresh` the first of each (session, event_id) that is not in
-# the ledger yet; `s` locks, in id order, the sessions that are still active and have room for
-# all of their fresh events (checked on the newest row version), and skips a session whose row
-# another transaction holds: the statement never waits on a row lock (so never deadlocks, and a
-# long-held session does not hold up the other sessions of the group; its events go the
-# one-event way, which waits for that one session); `ins` writes those events (once per
-# (session, event_id), whatever races); `upd` adds what `ins` wrote to each session's counters.
-# One row per written event: its session after all of this statement's events.
-PG_RECORD_MANY = (
-    sa.text(
-        """
+# the ledger yet; `fits` the sessions that, as read, are active and have room for all of their
+# fresh events; `s` locks them in id order, checking again on the newest row version, and (the
+# "skip" variant) skips a session whose row another transaction holds: that statement never
+# waits on a row lock, so a session held elsewhere does not hold up the other sessions of a
+# group (the caller tries the held ones again with the "wait" variant, alone); `ins` writes the
+# events (once per (session, event_id), whatever races); `upd` adds what `ins` wrote to each
+# session's counters. Rows: one per written event (`held` false), its session after all of
+# this statement's events; then one per session that fit as read but was not locked (`held`).
+_FITS = """w.status = 'active' AND w.start_time = b.start_time
+      AND w.total_active_seconds + w.total_idle_seconds + need.spent <= b.lim"""
+_RECORD_MANY = """
 WITH ev AS MATERIALIZED (
     SELECT * FROM unnest(CAST(:sids AS uuid[]), CAST(:event_ids AS text[]),
         CAST(:types AS text[]), CAST(:durations AS integer[]), CAST(:stamps AS timestamptz[]),
@@ -230,15 +231,20 @@ WITH ev AS MATERIALIZED (
     ORDER BY e.sid, e.event_id, e.n
 ), need AS MATERIALIZED (
     SELECT sid, sum(duration_seconds) AS spent FROM fresh GROUP BY sid
+), fits AS MATERIALIZED (
+    SELECT w.id
+    FROM work_sessions AS w
+    JOIN bound AS b ON b.sid = w.id AND b.org = w.organization_id
+    JOIN need ON need.sid = w.id
+    WHERE {fits}
 ), s AS MATERIALIZED (
     SELECT w.id, w.organization_id, w.user_id, w.start_time
     FROM work_sessions AS w
     JOIN bound AS b ON b.sid = w.id AND b.org = w.organization_id
     JOIN need ON need.sid = w.id
-    WHERE w.status = 'active' AND w.start_time = b.start_time
-      AND w.total_active_seconds + w.total_idle_seconds + need.spent <= b.lim
+    WHERE {fits}
     ORDER BY w.id
-    FOR NO KEY UPDATE OF w SKIP LOCKED
+    FOR NO KEY UPDATE OF w{skip}
 ), ins AS (
     INSERT INTO activity_logs (organization_id, user_id, session_id, session_start, event_id,
         activity_type, duration_seconds, app_name, url, domain, timestamp)
@@ -264,25 +270,38 @@ WITH ev AS MATERIALIZED (
     RETURNING w.id, w.organization_id, w.user_id, w.project_id, w.status, w.start_time,
         w.end_time, w.total_active_seconds, w.total_idle_seconds, w.last_activity_at, w.version
 )
-SELECT ins.event_id, upd.* FROM ins JOIN upd ON upd.id = ins.session_id
+SELECT ins.event_id, false AS held, upd.* FROM ins JOIN upd ON upd.id = ins.session_id
+UNION ALL
+SELECT NULL, true, w.id, w.organization_id, w.user_id, w.project_id, w.status, w.start_time,
+    w.end_time, w.total_active_seconds, w.total_idle_seconds, w.last_activity_at, w.version
+FROM work_sessions AS w JOIN fits ON fits.id = w.id
+WHERE NOT EXISTS (SELECT FROM s WHERE s.id = w.id)
 """
+
+
+def _record_many(skip: bool) -> sa.TextualSelect:
+    return (
+        sa.text(_RECORD_MANY.format(fits=_FITS, skip=" SKIP LOCKED" if skip else ""))
+        .bindparams(
+            _param("sids", postgresql.ARRAY(sa.Uuid())),
+            _param("event_ids", postgresql.ARRAY(sa.String())),
+            _param("types", postgresql.ARRAY(sa.String())),
+            _param("durations", postgresql.ARRAY(sa.Integer())),
+            _param("stamps", postgresql.ARRAY(sa.DateTime(timezone=True))),
+            _param("app_names", postgresql.ARRAY(sa.String())),
+            _param("urls", postgresql.ARRAY(sa.Text())),
+            _param("domains", postgresql.ARRAY(sa.String())),
+            _param("bound_orgs", postgresql.ARRAY(sa.Uuid())),
+            _param("bound_sids", postgresql.ARRAY(sa.Uuid())),
+            _param("bound_starts", postgresql.ARRAY(sa.DateTime(timezone=True))),
+            _param("bound_limits", postgresql.ARRAY(sa.BigInteger())),
+        )
+        .columns(
+            sa.column("event_id", sa.String()),
+            sa.column("held", sa.Boolean()),
+            *(sa.column(c.name, c.type) for c in _SESSION_COLUMNS),
+        )
     )
-    .bindparams(
-        _param("sids", postgresql.ARRAY(sa.Uuid())),
-        _param("event_ids", postgresql.ARRAY(sa.String())),
-        _param("types", postgresql.ARRAY(sa.String())),
-        _param("durations", postgresql.ARRAY(sa.Integer())),
-        _param("stamps", postgresql.ARRAY(sa.DateTime(timezone=True))),
-        _param("app_names", postgresql.ARRAY(sa.String())),
-        _param("urls", postgresql.ARRAY(sa.Text())),
-        _param("domains", postgresql.ARRAY(sa.String())),
-        _param("bound_orgs", postgresql.ARRAY(sa.Uuid())),
-        _param("bound_sids", postgresql.ARRAY(sa.Uuid())),
-        _param("bound_starts", postgresql.ARRAY(sa.DateTime(timezone=True))),
-        _param("bound_limits", postgresql.ARRAY(sa.BigInteger())),
-    )
-    .columns(
-        sa.column("event_id", sa.String()),
-        *(sa.column(c.name, c.type) for c in _SESSION_COLUMNS),
-    )
-)
+
+
+PG_RECORD_MANY = {"skip": _record_many(skip=True), "wait": _record_many(skip=False)}

@@ -36,7 +36,7 @@ from workpulse.domain.sessions import (
     SessionStatus,
     WorkSession,
 )
-from workpulse.services.ports import Entry, Recorded
+from workpulse.services.ports import Entry, Recorded, Written
 
 
 def _tenant(organization_id: UUID) -> UUID:
@@ -315,11 +315,11 @@ class SqlSessionStore:
         rows = await self._conn.execute(GET_MANY[self._dialect], parameters)
         return {session.id: session for session in map(_session, rows)}
 
-    async def record_many(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
+    async def record_many(self, entries: Sequence[Entry], *, wait: bool = False) -> Written:
         if not entries:
-            return []
+            return Written([], frozenset())
         if self._dialect != "postgresql":
-            return await self._record_many_in_turn(entries)
+            return Written(await self._record_many_in_turn(entries), frozenset())
         bounds: dict[WorkSessionId, Entry] = {}
         for entry in entries:
             _tenant(entry.session.organization_id)
@@ -327,7 +327,7 @@ class SqlSessionStore:
             if first.limit_seconds != entry.limit_seconds or first.session != entry.session:
                 raise ValueError("one session read and one limit per session in a group")
         rows = await self._conn.execute(
-            PG_RECORD_MANY,
+            PG_RECORD_MANY["wait" if wait else "skip"],
             {
                 "sids": [e.session.id for e in entries],
                 "event_ids": [e.activity.event_id for e in entries],
@@ -344,11 +344,18 @@ class SqlSessionStore:
             },
         )
         after: dict[WorkSessionId, WorkSession] = {}  # one row per event, the same session
-        written = {
-            (row.id, row.event_id): after.get(row.id) or after.setdefault(row.id, _session(row))
-            for row in rows
-        }
-        return [written.pop((e.session.id, e.activity.event_id), None) for e in entries]
+        written: dict[tuple[WorkSessionId, str], WorkSession] = {}
+        held: set[WorkSessionId] = set()
+        for row in rows:
+            if row.held:
+                held.add(WorkSessionId(row.id))
+            else:
+                session = after.get(row.id) or after.setdefault(row.id, _session(row))
+                written[(session.id, row.event_id)] = session
+        return Written(
+            [written.pop((e.session.id, e.activity.event_id), None) for e in entries],
+            frozenset(held),
+        )
 
     async def _record_many_in_turn(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
         """SQLite: each event in turn under the transaction's write lock, then every written

@@ -46,6 +46,7 @@ from workpulse.services.ports.sessions import (
     Notifier,
     Recorded,
     SessionStore,
+    Written,
 )
 from workpulse.services.ports.unit_of_work import (
     SessionUnitOfWork,
@@ -108,4 +109,5 @@ __all__ = [
     "UserRef",
     "UserStore",
     "UserUsage",
+    "Written",
 ]

@@ -112,15 +112,25 @@ class Entry:
     limit_seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `record_many` did: per entry, in order, the session after all of the events written
+    here, or None where nothing was written for the entry; and the sessions it skipped because
+    another transaction held their row (they fitted as read; try them again, waiting)."""
+
+    sessions: list[WorkSession | None]
+    held: frozenset[WorkSessionId]
+
+
 class ActivityLedger(SessionStore, Protocol):
-    async def record_many(self, entries: Sequence[Entry]) -> list[WorkSession | None]:
+    async def record_many(self, entries: Sequence[Entry], *, wait: bool = False) -> Written:
         """Write the events of many sessions at once, each at most once, each only if its
         session is still active and has room for it under its limit (a store may also write
-        none of a session's events when they do not all fit). Per entry, in order: the session
-        after all of the events written here, or None where nothing was written for the entry
-        (a repeat, a stopped session, no room, or on PostgreSQL a session whose row another
-        transaction holds, which is skipped rather than waited for: the caller finds out
-        which). Atomic on its own on PostgreSQL, like `record_one`."""
+        none of a session's events when they do not all fit). None for an entry is a repeat,
+        a stopped session, no room, or a held session: the caller finds out which. Without
+        `wait` a session whose row another transaction holds is skipped rather than waited
+        for (PostgreSQL; SQLite has one writer at a time). Atomic on its own on PostgreSQL,
+        like `record_one`."""
         ...
 
     async def record_one(
