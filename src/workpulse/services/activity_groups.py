@@ -10,13 +10,14 @@ written at a time, and each takes what queued since the last one started (up to 
 except events of a session that a group in flight is writing, which wait for the next one. A
 group reads its sessions in one statement, applies the same checks as the one-event path, and
 writes with the store's `record_many`: every event at most once, counters added in the
-database, and a session whose row another transaction holds is skipped, not waited for. With
-nothing else in flight a request is written at once, alone: waiting is only ever for a write
-already under way.
+database, and a session whose row another transaction holds is skipped, so it holds up no one
+else; the group answers the rest, then writes the held sessions' events again, waiting for
+their rows. With nothing else in flight a request is written at once, alone: waiting is only
+ever for a write already under way.
 
 An event the group did not write gets None: a stopped or foreign session, a repeat, an event
-out of bounds or without room, a session held by another writer, a lost deadlock or any other
-failure of the group but the database being unreachable. The caller then takes the one-event
+out of bounds or without room, a lost deadlock or any other failure of the group but the
+database being unreachable. The caller then takes the one-event
 path, which writes it if it fits after all, or says why not, exactly as before. Each session a
 group changed is announced once (`SESSION_UPDATE`), with its counters after all of the group's
 events.
