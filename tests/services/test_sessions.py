@@ -527,16 +527,24 @@ async def test_a_group_answers_its_free_sessions_and_then_waits_for_a_held_one(
     assert groups is not None
     a, b = await member(container), await member(container)
     held, free = await started(container, a), await started(container, b)
+    # One event each first, so that both organizations' settings are cached and the next two
+    # requests reach the groups in the same turn of the loop: one group.
+    await add(container, a, held, active(10, "first-h"))
+    await add(container, b, free, active(10, "first-f"))
     async with container.database() as holder:
         assert await holder.sessions.get(a.organization_id, held.id, lock=True) is not None
-        unwritten = groups.unwritten
+        unwritten, count = groups.unwritten, groups.groups
         on_held = asyncio.ensure_future(add(container, a, held, active(10, "h")))
         on_free = asyncio.ensure_future(add(container, b, free, active(10, "f")))
         _, answers = await asyncio.wait_for(on_free, timeout=5)
         assert answers[0].status is Status.ACCEPTED
-        await asyncio.sleep(0.2)
+        # While the group waits for the held row, the free session takes its next event.
+        again = add(container, b, free, active(10, "f2"))
+        _, answers = await asyncio.wait_for(again, timeout=5)
+        assert answers[0].status is Status.ACCEPTED
         assert not on_held.done()
     _, answers = await asyncio.wait_for(on_held, timeout=5)
     assert answers[0].status is Status.ACCEPTED
-    assert groups.unwritten == unwritten  # both written by the group
-    assert (await totals(container, a, held.id))[:2] == (10, 0)
+    assert groups.unwritten == unwritten  # all written by groups
+    assert groups.groups == count + 2  # "h" and "f" together, then "f2"
+    assert (await totals(container, a, held.id))[:2] == (20, 0)

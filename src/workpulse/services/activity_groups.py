@@ -155,8 +155,13 @@ class ActivityGroups:
             held = await self._settle(group, wait=False)
             if held:
                 # Sessions another transaction held (another API process's group, a stop, a
-                # batch): their events again, alone, waiting for those rows; the rest of the
-                # group has its answers already.
+                # batch): their events again, alone, waiting for those rows. The rest of the
+                # group has its answers already, and its sessions are free for the next group.
+                still = {w.session_id for w in held}
+                self._busy -= sessions - still
+                sessions &= still
+                if self._queue:
+                    self._kick_soon()
                 await self._settle(held, wait=True)
         except BaseException:
             for waiting in group:  # cancelled (the process is stopping): nobody waits forever
