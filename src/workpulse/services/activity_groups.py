@@ -201,11 +201,11 @@ class ActivityGroups:
         self, group: Sequence[_Waiting], *, wait: bool
     ) -> tuple[list[WorkSession | None], frozenset[WorkSessionId]]:
         keys = list(dict.fromkeys((w.principal.organization_id, w.session_id) for w in group))
-        usage = [w.usage.start for w in group if w.usage is not None]
-        if usage:  # before the transaction: creating a month's partition takes its own
-            await self._partitions.ensure(usage)
-        # Without usage the one statement is its own transaction; with it, the pings join it.
-        async with self._uow_factory(autocommit=not usage) as uow:
+        ping_starts = [w.usage.start for w in group if w.usage is not None]
+        if ping_starts:  # before the transaction: creating a month's partition takes its own
+            await self._partitions.ensure(ping_starts)
+        # Without pings the one statement is its own transaction; with them, they join it.
+        async with self._uow_factory(autocommit=not ping_starts) as uow:
             found = await uow.sessions.get_many(keys)
             checked: list[tuple[int, WorkSession]] = []
             earliest: dict[WorkSessionId, datetime] = {}
